@@ -1,0 +1,1 @@
+"""Logger factories that need more than a config entry (see configs/logger/)."""

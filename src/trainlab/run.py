@@ -1,0 +1,160 @@
+"""Plumbing shared by ``trainlab-train`` and ``trainlab-eval``: building objects from the config and writing
+the run's outputs. Imported only after Hydra has parsed the command line (it imports torch and Lightning)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import warnings
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import hydra
+import pytorch_lightning as pl
+import torch
+from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.callbacks import Callback, LearningRateMonitor, ModelSummary, ProgressBar
+from pytorch_lightning.loggers import Logger
+
+from trainlab.classifier import SCHEDULER_KEYS, Classifier
+
+log = logging.getLogger("trainlab")
+
+#: the parts of the config that define the model and data, stored in every checkpoint
+MODEL_KEYS = ("data", "model", "optimizer", "scheduler")
+
+
+def apply_extras(cfg: DictConfig) -> None:
+    """Warnings filter, config tree on screen and in the run directory."""
+    extras = cfg.get("extras") or {}
+    if extras.get("ignore_warnings"):
+        warnings.filterwarnings("ignore")
+    if pl.utilities.rank_zero_only.rank != 0:
+        return
+    out = Path(cfg.paths.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    if extras.get("print_config"):
+        print_config_tree(cfg)
+
+
+def print_config_tree(cfg: DictConfig) -> None:
+    import rich
+    import rich.syntax
+    import rich.tree
+
+    tree = rich.tree.Tree("CONFIG", style="dim", guide_style="dim")
+    for key, value in cfg.items():
+        branch = tree.add(str(key), style="bold")
+        text = OmegaConf.to_yaml(value, resolve=True) if isinstance(value, DictConfig) else str(value)
+        branch.add(rich.syntax.Syntax(text.rstrip() or "{}", "yaml"))
+    rich.print(tree)
+
+
+def build_datamodule(data_cfg: DictConfig) -> pl.LightningDataModule:
+    return hydra.utils.instantiate(data_cfg)
+
+
+def build_module(cfg: DictConfig) -> Classifier:
+    """The LightningModule for ``cfg``: the network from ``model``, the optimizer and schedule."""
+    net = hydra.utils.instantiate(cfg.model)
+    scheduler_cfg = cfg.get("scheduler")
+    scheduler, interval, monitor = None, "epoch", None
+    if scheduler_cfg:
+        scheduler_cfg = OmegaConf.to_container(scheduler_cfg, resolve=True)
+        interval = scheduler_cfg.pop("interval", "epoch")
+        monitor = scheduler_cfg.pop("monitor", None)
+        for key in SCHEDULER_KEYS:
+            scheduler_cfg.pop(key, None)
+        scheduler = hydra.utils.instantiate(scheduler_cfg)
+    config = {k: OmegaConf.to_container(cfg[k], resolve=True) if isinstance(cfg.get(k), DictConfig) else cfg.get(k)
+              for k in MODEL_KEYS}
+    return Classifier(
+        net=net,
+        num_classes=cfg.data.num_classes,
+        optimizer=hydra.utils.instantiate(cfg.optimizer),
+        scheduler=scheduler,
+        scheduler_interval=interval,
+        scheduler_monitor=monitor,
+        config=config,
+    )
+
+
+def build_callbacks(cfg: DictConfig) -> list[Callback]:
+    """Every entry of ``cfg.callbacks`` that has a ``_target_``; entries set to ``null`` are skipped.
+
+    Callbacks that contradict the trainer config are dropped instead of failing: no progress bar when
+    ``trainer.enable_progress_bar=false``, no model summary when ``trainer.enable_model_summary=false``, no
+    learning-rate monitor when there is no logger to send it to.
+    """
+    callbacks: list[Callback] = []
+    for name, cb_cfg in (cfg.get("callbacks") or {}).items():
+        if cb_cfg is None:
+            continue
+        if not isinstance(cb_cfg, DictConfig) or "_target_" not in cb_cfg:
+            raise ValueError(f"callbacks.{name} needs a _target_ (the callback class), got: {cb_cfg}")
+        callbacks.append(hydra.utils.instantiate(cb_cfg))
+    trainer_cfg = cfg.trainer
+    if not trainer_cfg.get("enable_progress_bar", True):
+        callbacks = [c for c in callbacks if not isinstance(c, ProgressBar)]
+    if not trainer_cfg.get("enable_model_summary", True):
+        callbacks = [c for c in callbacks if not isinstance(c, ModelSummary)]
+    if not cfg.get("logger"):
+        callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
+    return callbacks
+
+
+def build_loggers(cfg: DictConfig) -> list[Logger]:
+    loggers = []
+    for name, lg_cfg in (cfg.get("logger") or {}).items():
+        if lg_cfg is None:
+            continue
+        if not isinstance(lg_cfg, DictConfig) or "_target_" not in lg_cfg:
+            raise ValueError(f"logger.{name} needs a _target_ (the logger class), got: {lg_cfg}")
+        loggers.append(hydra.utils.instantiate(lg_cfg))
+    return loggers
+
+
+def log_hyperparameters(cfg: DictConfig, module: pl.LightningModule, loggers: list[Logger]) -> None:
+    """Send the resolved config (as a nested hierarchy) and the parameter count to every logger."""
+    if not loggers:
+        return
+    hparams = OmegaConf.to_container(cfg, resolve=True)
+    hparams.pop("extras", None)
+    hparams["params/total"] = sum(p.numel() for p in module.parameters())
+    hparams["params/trainable"] = sum(p.numel() for p in module.parameters() if p.requires_grad)
+    for lg in loggers:
+        lg.log_hyperparams(hparams)
+
+
+def as_number(value: Any) -> Any:
+    if isinstance(value, torch.Tensor):
+        return value.item()
+    return value
+
+
+def write_metrics(cfg: DictConfig, metrics: Mapping[str, Any]) -> Path:
+    """``metrics.json`` in the run directory; also printed as a short summary."""
+    path = Path(cfg.paths.output_dir) / "metrics.json"
+    clean = {k: as_number(v) for k, v in metrics.items()}
+    path.write_text(json.dumps(clean, indent=2, sort_keys=False) + "\n")
+    width = max(len(k) for k in clean)
+    lines = [f"  {k:<{width}}  {v:.4f}" if isinstance(v, float) else f"  {k:<{width}}  {v}" for k, v in clean.items()]
+    print(f"\n{cfg.task_name} summary ({path}):\n" + "\n".join(lines), file=sys.stderr)
+    return path
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Read a checkpoint safely (``weights_only=True``) with a clear error when it is missing or unreadable."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"ckpt_path={str(path)!r}: no such file")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - any failure here means "not a usable checkpoint"
+        raise ValueError(
+            f"ckpt_path={str(path)!r} is not a readable PyTorch Lightning checkpoint ({type(err).__name__}: "
+            f"{str(err).splitlines()[0] if str(err) else ''})"
+        ) from err

@@ -1,0 +1,118 @@
+"""trainlab-train: fit a model, test its best checkpoint, write metrics.json.
+
+    trainlab-train                                  # MLP on the embedded digits data set
+    trainlab-train model=cnn optimizer=nesterov     # swap config groups
+    trainlab-train -m seed=1,2,3                    # one run per seed (Hydra multirun)
+    trainlab-train --help                           # every group and option (answers without importing torch)
+
+The story: seed -> datamodule, model, callbacks, loggers, trainer from the config -> fit -> test the best
+checkpoint -> metrics.json -> return the metric a sweeper optimises.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import hydra
+from omegaconf import DictConfig
+
+#: configs/ at the repository root (the package is installed in editable mode from the repository)
+CONFIG_DIR = str(Path(__file__).resolve().parents[2] / "configs")
+
+log = logging.getLogger("trainlab")
+
+
+def train(cfg: DictConfig) -> dict[str, Any]:
+    """Train and test as ``cfg`` says; return the metrics also written to ``metrics.json``."""
+    import pytorch_lightning as pl
+
+    from trainlab import run
+
+    run.apply_extras(cfg)
+    if cfg.get("seed") is not None:
+        pl.seed_everything(cfg.seed, workers=True, verbose=False)
+    if cfg.get("ckpt_path"):
+        run.load_checkpoint(cfg.ckpt_path)  # fail now, not after building everything, when it is unusable
+
+    log.info(f"Instantiating datamodule <{cfg.data._target_}>")
+    datamodule = run.build_datamodule(cfg.data)
+    log.info(f"Instantiating model <{cfg.model._target_}>")
+    model = run.build_module(cfg)
+    callbacks = run.build_callbacks(cfg)
+    loggers = run.build_loggers(cfg)
+    trainer: pl.Trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    run.log_hyperparameters(cfg, model, loggers)
+    _share_run_dir_with_ddp_children()
+
+    metrics: dict[str, Any] = {}
+    if cfg.get("train"):
+        log.info("Starting training")
+        start = time.perf_counter()
+        trainer.fit(model=model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"), weights_only=True)
+        metrics["train_seconds"] = round(time.perf_counter() - start, 3)
+        metrics.update({k: v for k, v in trainer.callback_metrics.items() if k.split("/")[0] in ("train", "val")})
+
+    best_ckpt = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+    last_ckpt = trainer.checkpoint_callback.last_model_path if trainer.checkpoint_callback else ""
+    if cfg.get("test"):
+        if best_ckpt:
+            log.info(f"Testing the best checkpoint: {best_ckpt}")
+            trainer.test(model=model, datamodule=datamodule, ckpt_path=best_ckpt, weights_only=True)
+        else:
+            log.warning("No best checkpoint was saved (no ModelCheckpoint, or fast_dev_run): testing current weights")
+            trainer.test(model=model, datamodule=datamodule)
+        metrics.update({k: v for k, v in trainer.callback_metrics.items() if k.startswith("test/")})
+
+    metrics.update(
+        best_ckpt=best_ckpt or None,
+        last_ckpt=last_ckpt or None,
+        epochs=trainer.current_epoch,
+        steps=trainer.global_step,
+        seed=cfg.get("seed"),
+        optimized_metric=cfg.get("optimized_metric"),
+    )
+    if trainer.is_global_zero:
+        run.write_metrics(cfg, _ordered(metrics))
+    return metrics
+
+
+def _ordered(metrics: dict[str, Any]) -> dict[str, Any]:
+    order = ["train/loss", "train/acc", "val/loss", "val/acc", "val/acc_best", "test/loss", "test/acc"]
+    head = {k: metrics[k] for k in order if k in metrics}
+    return head | {k: v for k, v in metrics.items() if k not in head}
+
+
+def _share_run_dir_with_ddp_children() -> None:
+    """Make DDP's child processes join this run's directory instead of starting runs of their own.
+
+    Lightning starts each extra DDP process by re-running this command line with ``hydra.run.dir`` set to
+    ``hydra.run.dir`` of the parent. That is wrong under ``-m``: the job's directory is a sweep subdirectory, and
+    the re-run command line still says ``-m``, so every child would start the whole sweep again (the "Hydra + DDP
+    makes extra output directories" bug of other templates). Here the re-run command becomes this job's own
+    overrides, and ``hydra.run.dir`` this job's output directory. The children log to stdout, so the run
+    directory holds one log file.
+    """
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import open_dict, read_write
+
+    if not HydraConfig.initialized():
+        return
+    hydra_cfg = HydraConfig.get()
+    with read_write(hydra_cfg), open_dict(hydra_cfg):
+        hydra_cfg.run.dir = hydra_cfg.runtime.output_dir
+    sys.argv = [sys.argv[0], *hydra_cfg.overrides.task, "hydra/job_logging=stdout", "hydra/hydra_logging=none"]
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
+def main(cfg: DictConfig) -> float | None:
+    metrics = train(cfg)
+    value = metrics.get(cfg.get("optimized_metric") or "")
+    return None if value is None else float(value)
+
+
+if __name__ == "__main__":
+    main()
