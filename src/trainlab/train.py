@@ -46,7 +46,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     loggers = run.build_loggers(cfg)
     trainer: pl.Trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
     run.log_hyperparameters(cfg, model, loggers)
-    _share_run_dir_with_ddp_children()
+    _share_run_dir_with_ddp_children(trainer)
 
     metrics: dict[str, Any] = {}
     if cfg.get("train"):
@@ -86,7 +86,7 @@ def _ordered(metrics: dict[str, Any]) -> dict[str, Any]:
     return head | {k: v for k, v in metrics.items() if k not in head}
 
 
-def _share_run_dir_with_ddp_children() -> None:
+def _share_run_dir_with_ddp_children(trainer) -> None:
     """Make DDP's child processes join this run's directory instead of starting runs of their own.
 
     Lightning starts each extra DDP process by re-running this command line with ``hydra.run.dir`` set to
@@ -97,9 +97,12 @@ def _share_run_dir_with_ddp_children() -> None:
     directory holds one log file.
     """
     from hydra.core.hydra_config import HydraConfig
-    from omegaconf import open_dict, read_write
+    from omegaconf import OmegaConf, open_dict, read_write
+    from pytorch_lightning.strategies.launchers.subprocess_script import _SubprocessScriptLauncher
 
-    if not HydraConfig.initialized():
+    if not isinstance(getattr(trainer.strategy, "launcher", None), _SubprocessScriptLauncher):
+        return
+    if not HydraConfig.initialized() or OmegaConf.select(HydraConfig.get(), "runtime.output_dir") is None:
         return
     hydra_cfg = HydraConfig.get()
     with read_write(hydra_cfg), open_dict(hydra_cfg):

@@ -1,0 +1,28 @@
+"""Lightning's ModelCheckpoint, with the best score carried over when a run resumes in a new directory."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pytorch_lightning.callbacks import ModelCheckpoint as LightningModelCheckpoint
+
+
+class ModelCheckpoint(LightningModelCheckpoint):
+    """Keep the best and the last checkpoint, also across ``ckpt_path=...`` resumes.
+
+    Every trainlab run writes into its own directory, so a resumed run's ``dirpath`` differs from the one in the
+    checkpoint. Lightning then forgets the best score and would call the first epoch after the resume "best"
+    even when an earlier epoch was better. Here the score and the top-k bookkeeping are restored in any case;
+    the earlier best file stays where it is (Lightning never deletes files outside the current ``dirpath``), and
+    testing "the best checkpoint" picks it if no later epoch beats it. Everything else is Lightning's.
+    """
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        if state_dict.get("dirpath", self.dirpath) == self.dirpath:
+            super().load_state_dict(state_dict)
+            return
+        self.best_model_score = state_dict["best_model_score"]
+        self.best_model_path = state_dict["best_model_path"]
+        self.best_k_models = state_dict.get("best_k_models", self.best_k_models)
+        self.kth_best_model_path = state_dict.get("kth_best_model_path", self.kth_best_model_path)
+        self.kth_value = state_dict.get("kth_value", self.kth_value)

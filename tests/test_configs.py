@@ -1,0 +1,186 @@
+"""Every option of every config group composes, and what it names can be instantiated."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import hydra
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from trainlab import run
+from trainlab.train import CONFIG_DIR
+
+
+def options(group: str) -> list[str]:
+    return sorted(p.stem for p in (Path(CONFIG_DIR) / group).glob("*.yaml"))
+
+
+def test_every_group_the_template_promises_exists():
+    expected = {
+        "data": {"digits"},
+        "model": {"mlp", "cnn"},
+        "optimizer": {"sgd", "momentum", "nesterov", "adam", "adamw", "rmsprop"},
+        "scheduler": {"none", "step", "cosine", "onecycle", "plateau"},
+        "callbacks": {"default"},
+        "logger": {"csv", "wandb", "tensorboard", "many", "none"},
+        "trainer": {"default", "cpu", "gpu", "ddp", "ddp_cpu"},
+        "paths": {"default"},
+        "hydra": {"default"},
+        "debug": {"fdr", "limit", "overfit", "profiler"},
+        "extras": {"default"},
+    }
+    for group, names in expected.items():
+        assert names <= set(options(group)), f"configs/{group} lacks {names - set(options(group))}"
+    assert options("experiment"), "configs/experiment has no example"
+
+
+@pytest.mark.parametrize("name", options("data"))
+def test_data_option_instantiates_with_its_declared_shape(make_cfg, name):
+    cfg = make_cfg(f"data={name}")
+    dm = run.build_datamodule(cfg.data)
+    dm.setup()
+    x, y = next(iter(dm.train_dataloader()))
+    assert tuple(x.shape[1:]) == tuple(cfg.data.input_shape)
+    assert int(y.max()) < cfg.data.num_classes
+    assert len(x) == cfg.data.batch_size
+
+
+@pytest.mark.parametrize("name", options("model"))
+def test_model_option_maps_a_batch_to_logits(make_cfg, name):
+    cfg = make_cfg(f"model={name}")
+    module = run.build_module(cfg)
+    x = torch.zeros(3, *cfg.data.input_shape)
+    assert module(x).shape == (3, cfg.data.num_classes)
+
+
+@pytest.mark.parametrize("name", options("optimizer"))
+def test_optimizer_option_builds_the_named_optimizer(make_cfg, name):
+    cfg = make_cfg(f"optimizer={name}")
+    opt = hydra.utils.instantiate(cfg.optimizer)(params=[torch.nn.Parameter(torch.zeros(2))])
+    expected = {"sgd": "SGD", "momentum": "SGD", "nesterov": "SGD", "adam": "Adam", "adamw": "AdamW",
+                "rmsprop": "RMSprop"}[name]
+    assert type(opt).__name__ == expected
+    group = opt.param_groups[0]
+    assert group["lr"] == cfg.optimizer.lr
+    if name == "momentum":
+        assert group["momentum"] == 0.9 and not group["nesterov"]
+    if name == "nesterov":
+        assert group["momentum"] == 0.9 and group["nesterov"]
+    if name == "sgd":
+        assert group["momentum"] == 0.0
+
+
+@pytest.mark.parametrize("name", options("scheduler"))
+def test_scheduler_option_builds_with_its_interval(make_cfg, name):
+    cfg = make_cfg(f"scheduler={name}")
+    module = run.build_module(cfg)
+    if name == "none":
+        assert module.scheduler_factory is None
+        return
+    sched = module.scheduler_factory(optimizer=torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1),
+                                     **({"total_steps": 10} if name == "onecycle" else {}))
+    expected = {"step": "StepLR", "cosine": "CosineAnnealingLR", "onecycle": "OneCycleLR",
+                "plateau": "ReduceLROnPlateau"}[name]
+    assert type(sched).__name__ == expected
+    assert module.scheduler_interval == ("step" if name == "onecycle" else "epoch")
+    assert module.scheduler_monitor == ("val/loss" if name == "plateau" else None)
+
+
+@pytest.mark.parametrize("name", options("callbacks"))
+def test_callbacks_option_instantiates(make_cfg, name):
+    cfg = make_cfg(f"callbacks={name}", "trainer.enable_progress_bar=true", "trainer.enable_model_summary=true")
+    callbacks = run.build_callbacks(cfg)
+    names = {type(c).__name__ for c in callbacks}
+    if name == "default":
+        assert names == {"ModelCheckpoint", "EarlyStopping", "LearningRateMonitor", "RichProgressBar",
+                         "RichModelSummary"}
+        ckpt = next(c for c in callbacks if type(c).__name__ == "ModelCheckpoint")
+        assert ckpt.monitor == "val/acc" and ckpt.mode == "max" and ckpt.save_last and ckpt.save_top_k == 1
+    else:
+        assert names == set()
+
+
+def test_callbacks_that_contradict_the_trainer_are_dropped(make_cfg):
+    cfg = make_cfg("logger=none")  # QUIET turns off the progress bar and the summary
+    names = {type(c).__name__ for c in run.build_callbacks(cfg)}
+    assert names == {"ModelCheckpoint", "EarlyStopping"}
+
+
+def test_a_callback_can_be_removed_by_name(make_cfg):
+    cfg = make_cfg("callbacks.early_stopping=null")
+    assert "EarlyStopping" not in {type(c).__name__ for c in run.build_callbacks(cfg)}
+
+
+@pytest.mark.parametrize("name", options("logger"))
+def test_logger_option_instantiates(make_cfg, name, monkeypatch):
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    cfg = make_cfg(f"logger={name}")
+    loggers = run.build_loggers(cfg)
+    expected = {"csv": ["CSVLogger"], "tensorboard": ["TensorBoardLogger"], "wandb": ["WandbLogger"],
+                "many": ["CSVLogger", "TensorBoardLogger", "WandbLogger"], "none": []}[name]
+    assert sorted(type(lg).__name__ for lg in loggers) == expected
+    for lg in loggers:  # every logger writes inside the run directory
+        assert str(lg.save_dir).startswith(str(cfg.paths.output_dir))
+
+
+@pytest.mark.parametrize("name", options("trainer"))
+def test_trainer_option_composes(make_cfg, name):
+    cfg = make_cfg(f"trainer={name}")
+    expected = {
+        "default": ("cpu", 1, None),  # the tests force the CPU; `auto` otherwise
+        "cpu": ("cpu", 1, None),
+        "gpu": ("cpu", 1, None),
+        "ddp": ("cpu", 2, "ddp"),
+        "ddp_cpu": ("cpu", 2, "ddp"),
+    }[name]
+    assert (cfg.trainer.accelerator, cfg.trainer.devices, cfg.trainer.get("strategy")) == expected
+    if name in ("default", "cpu"):
+        trainer = hydra.utils.instantiate(cfg.trainer, logger=False)
+        assert trainer.max_epochs == cfg.trainer.max_epochs
+
+
+def test_gpu_trainers_ask_for_the_gpu(tmp_path):
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(CONFIG_DIR, version_base="1.3"):
+        for name in ("gpu", "ddp"):
+            cfg = compose("train", overrides=[f"trainer={name}"])
+            assert cfg.trainer.accelerator == "gpu"
+        assert compose("train", overrides=["trainer=ddp"]).trainer.sync_batchnorm is True
+        assert compose("train", overrides=["trainer=ddp_cpu"]).trainer.accelerator == "cpu"
+
+
+@pytest.mark.parametrize("name", options("debug"))
+def test_debug_option_composes_into_a_debug_run(make_cfg, name):
+    cfg = make_cfg(f"debug={name}")
+    assert cfg.task_name == "debug"
+    assert cfg.trainer.max_epochs >= 1 and cfg.trainer.accelerator == "cpu"
+    assert not cfg.logger
+    key = {"fdr": "fast_dev_run", "limit": "limit_train_batches", "overfit": "overfit_batches",
+           "profiler": "profiler", "default": "detect_anomaly"}[name]
+    assert cfg.trainer.get(key)
+
+
+@pytest.mark.parametrize("name", options("experiment"))
+def test_experiment_option_composes_and_builds(make_cfg, name):
+    cfg = make_cfg(f"experiment={name}")
+    module = run.build_module(cfg)
+    assert module(torch.zeros(2, *cfg.data.input_shape)).shape == (2, cfg.data.num_classes)
+
+
+def test_eval_config_requires_a_checkpoint(make_cfg):
+    cfg = make_cfg(config_name="eval")
+    assert OmegaConf.is_missing(cfg, "ckpt_path")
+    assert cfg.task_name == "eval"
+
+
+def test_paths_put_the_run_under_the_log_dir(tmp_path):
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(CONFIG_DIR, version_base="1.3"):
+        cfg = compose("train", return_hydra_config=True)
+    assert cfg.hydra.run.dir.startswith("./logs/train/runs/")
+    assert cfg.hydra.sweep.dir.startswith("./logs/train/multiruns/")
+    assert OmegaConf.to_container(cfg.hydra.sweep)["subdir"] == "${hydra.job.num}"
