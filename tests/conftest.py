@@ -66,7 +66,9 @@ def run_cli(args: list[str], cwd: Path, env: dict | None = None, timeout: int = 
     exe = args[0] if args[0] == sys.executable else str(BIN / args[0])
     proc = subprocess.run([exe, *args[1:]], cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout)
     if proc.returncode != 0:
-        raise AssertionError(f"{args} exited {proc.returncode}\nSTDOUT:\n{proc.stdout[-4000:]}\nSTDERR:\n{proc.stderr[-6000:]}")
+        raise AssertionError(
+            f"{args} exited {proc.returncode}\nSTDOUT:\n{proc.stdout[-4000:]}\nSTDERR:\n{proc.stderr[-6000:]}"
+        )
     return proc
 
 

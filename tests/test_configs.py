@@ -59,8 +59,14 @@ def test_model_option_maps_a_batch_to_logits(make_cfg, name):
 def test_optimizer_option_builds_the_named_optimizer(make_cfg, name):
     cfg = make_cfg(f"optimizer={name}")
     opt = hydra.utils.instantiate(cfg.optimizer)(params=[torch.nn.Parameter(torch.zeros(2))])
-    expected = {"sgd": "SGD", "momentum": "SGD", "nesterov": "SGD", "adam": "Adam", "adamw": "AdamW",
-                "rmsprop": "RMSprop"}[name]
+    expected = {
+        "sgd": "SGD",
+        "momentum": "SGD",
+        "nesterov": "SGD",
+        "adam": "Adam",
+        "adamw": "AdamW",
+        "rmsprop": "RMSprop",
+    }[name]
     assert type(opt).__name__ == expected
     group = opt.param_groups[0]
     assert group["lr"] == cfg.optimizer.lr
@@ -79,10 +85,16 @@ def test_scheduler_option_builds_with_its_interval(make_cfg, name):
     if name == "none":
         assert module.scheduler_factory is None
         return
-    sched = module.scheduler_factory(optimizer=torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1),
-                                     **({"total_steps": 10} if name == "onecycle" else {}))
-    expected = {"step": "StepLR", "cosine": "CosineAnnealingLR", "onecycle": "OneCycleLR",
-                "plateau": "ReduceLROnPlateau"}[name]
+    sched = module.scheduler_factory(
+        optimizer=torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1),
+        **({"total_steps": 10} if name == "onecycle" else {}),
+    )
+    expected = {
+        "step": "StepLR",
+        "cosine": "CosineAnnealingLR",
+        "onecycle": "OneCycleLR",
+        "plateau": "ReduceLROnPlateau",
+    }[name]
     assert type(sched).__name__ == expected
     assert module.scheduler_interval == ("step" if name == "onecycle" else "epoch")
     assert module.scheduler_monitor == ("val/loss" if name == "plateau" else None)
@@ -94,8 +106,13 @@ def test_callbacks_option_instantiates(make_cfg, name):
     callbacks = run.build_callbacks(cfg)
     names = {type(c).__name__ for c in callbacks}
     if name == "default":
-        assert names == {"ModelCheckpoint", "EarlyStopping", "LearningRateMonitor", "RichProgressBar",
-                         "RichModelSummary"}
+        assert names == {
+            "ModelCheckpoint",
+            "EarlyStopping",
+            "LearningRateMonitor",
+            "RichProgressBar",
+            "RichModelSummary",
+        }
         ckpt = next(c for c in callbacks if type(c).__name__ == "ModelCheckpoint")
         assert ckpt.monitor == "val/acc" and ckpt.mode == "max" and ckpt.save_last and ckpt.save_top_k == 1
     else:
@@ -118,8 +135,13 @@ def test_logger_option_instantiates(make_cfg, name, monkeypatch):
     monkeypatch.delenv("WANDB_API_KEY", raising=False)
     cfg = make_cfg(f"logger={name}")
     loggers = run.build_loggers(cfg)
-    expected = {"csv": ["CSVLogger"], "tensorboard": ["TensorBoardLogger"], "wandb": ["WandbLogger"],
-                "many": ["CSVLogger", "TensorBoardLogger", "WandbLogger"], "none": []}[name]
+    expected = {
+        "csv": ["CSVLogger"],
+        "tensorboard": ["TensorBoardLogger"],
+        "wandb": ["WandbLogger"],
+        "many": ["CSVLogger", "TensorBoardLogger", "WandbLogger"],
+        "none": [],
+    }[name]
     assert sorted(type(lg).__name__ for lg in loggers) == expected
     for lg in loggers:  # every logger writes inside the run directory
         assert str(lg.save_dir).startswith(str(cfg.paths.output_dir))
@@ -158,8 +180,13 @@ def test_debug_option_composes_into_a_debug_run(make_cfg, name):
     assert cfg.task_name == "debug"
     assert cfg.trainer.max_epochs >= 1 and cfg.trainer.accelerator == "cpu"
     assert not cfg.logger
-    key = {"fdr": "fast_dev_run", "limit": "limit_train_batches", "overfit": "overfit_batches",
-           "profiler": "profiler", "default": "detect_anomaly"}[name]
+    key = {
+        "fdr": "fast_dev_run",
+        "limit": "limit_train_batches",
+        "overfit": "overfit_batches",
+        "profiler": "profiler",
+        "default": "detect_anomaly",
+    }[name]
     assert cfg.trainer.get(key)
 
 

@@ -71,7 +71,7 @@ def test_loader_without_shuffle_keeps_order_and_drop_last():
     x, y = torch.arange(25).float(), torch.arange(25)
     loader = TensorLoader(x, y, batch_size=10, drop_last=True)
     assert len(loader) == 2
-    xs, ys = zip(*loader)
+    xs, ys = zip(*loader, strict=True)
     assert torch.equal(torch.cat(ys), torch.arange(20))
 
 

@@ -78,8 +78,15 @@ def test_the_learning_rate_follows_the_schedule(make_cfg, tmp_path, scheduler, l
 
 
 def test_onecycle_steps_every_batch_from_warmup_to_near_zero(make_cfg, tmp_path):
-    cfg = make_cfg("trainer.max_epochs=2", "optimizer=sgd", "scheduler=onecycle", "scheduler.max_lr=0.2",
-                   "callbacks.lr_monitor.logging_interval=step", "trainer.log_every_n_steps=1", "test=false")
+    cfg = make_cfg(
+        "trainer.max_epochs=2",
+        "optimizer=sgd",
+        "scheduler=onecycle",
+        "scheduler.max_lr=0.2",
+        "callbacks.lr_monitor.logging_interval=step",
+        "trainer.log_every_n_steps=1",
+        "test=false",
+    )
     metrics = train(cfg)
     assert metrics["steps"] == 2 * 20
     with open(tmp_path / "csv" / "metrics.csv") as f:
@@ -124,8 +131,16 @@ def weights(ckpt_path: str) -> dict[str, torch.Tensor]:
 
 def test_resume_equals_an_uninterrupted_run(make_cfg):
     """2 epochs, then resume to 4 == 4 epochs straight: same weights, same metrics (deterministic CPU run)."""
-    common = ["seed=7", "trainer.deterministic=true", "logger=none", "test=true", "optimizer=momentum",
-              "scheduler=step", "scheduler.step_size=1", "scheduler.gamma=0.7"]
+    common = [
+        "seed=7",
+        "trainer.deterministic=true",
+        "logger=none",
+        "test=true",
+        "optimizer=momentum",
+        "scheduler=step",
+        "scheduler.step_size=1",
+        "scheduler.gamma=0.7",
+    ]
     straight = train(make_cfg(*common, "trainer.max_epochs=4", subdir="straight"))
     first = train(make_cfg(*common, "trainer.max_epochs=2", subdir="first"))
     resumed = train(make_cfg(*common, "trainer.max_epochs=4", f"ckpt_path={first['last_ckpt']}", subdir="resumed"))
@@ -148,8 +163,17 @@ def test_fast_dev_run_tests_the_current_weights(make_cfg, tmp_path):
 def test_resume_keeps_a_best_checkpoint_from_before_the_resume(make_cfg, tmp_path):
     """The learning rate grows 20x per epoch, so the best epoch comes before the resume; the resumed run must
     still test that epoch's checkpoint (it stays in the first run's directory) and report the same numbers."""
-    common = ["seed=3", "trainer.deterministic=true", "logger=none", "optimizer=sgd", "optimizer.lr=0.05",
-              "scheduler=step", "scheduler.step_size=1", "scheduler.gamma=20", "callbacks.early_stopping=null"]
+    common = [
+        "seed=3",
+        "trainer.deterministic=true",
+        "logger=none",
+        "optimizer=sgd",
+        "optimizer.lr=0.05",
+        "scheduler=step",
+        "scheduler.step_size=1",
+        "scheduler.gamma=20",
+        "callbacks.early_stopping=null",
+    ]
     straight = train(make_cfg(*common, "trainer.max_epochs=4", subdir="straight"))
     first = train(make_cfg(*common, "trainer.max_epochs=2", subdir="first"))
     resumed = train(make_cfg(*common, "trainer.max_epochs=4", f"ckpt_path={first['last_ckpt']}", subdir="resumed"))

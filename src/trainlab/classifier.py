@@ -95,8 +95,9 @@ class Classifier(LightningModule):
     # ---- epoch ends: compute (synchronised across processes by torchmetrics), log, reset ----
     def _log_epoch(self, stage: str, loss_metric: MeanMetric, acc_metric) -> Tensor:
         acc = acc_metric.compute()
-        self.log(f"{stage}/loss", loss_metric.compute(), prog_bar=stage != "test")
-        self.log(f"{stage}/acc", acc, prog_bar=True)
+        # the values are already reduced over processes by torchmetrics; sync_dist only tells Lightning so
+        self.log(f"{stage}/loss", loss_metric.compute(), prog_bar=stage != "test", sync_dist=True)
+        self.log(f"{stage}/acc", acc, prog_bar=True, sync_dist=True)
         loss_metric.reset()
         acc_metric.reset()
         return acc
@@ -109,7 +110,7 @@ class Classifier(LightningModule):
         if not self.trainer.sanity_checking:  # the sanity check's untrained accuracy is not a "best"
             self.val_acc_best.update(acc)
         if self.val_acc_best.update_called:
-            self.log("val/acc_best", self.val_acc_best.compute(), prog_bar=True)
+            self.log("val/acc_best", self.val_acc_best.compute(), prog_bar=True, sync_dist=True)
 
     def on_test_epoch_end(self) -> None:
         self._log_epoch("test", self.test_loss, self.test_acc)

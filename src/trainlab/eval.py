@@ -10,6 +10,7 @@ applied on top, e.g. ``+data.batch_size=512``.
 from __future__ import annotations
 
 import logging
+import warnings
 from typing import Any
 
 import hydra
@@ -47,7 +48,12 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     run.log_hyperparameters(cfg, model, loggers)
 
     log.info(f"Testing {cfg.ckpt_path}")
-    trainer.test(model=model, datamodule=datamodule, ckpt_path=cfg.ckpt_path, weights_only=True)
+    # the training callbacks (checkpointing, early stopping) have no role in testing
+    warnings.filterwarnings("ignore", message=".*callbacks used to create the checkpoint need to be provided.*")
+    try:
+        trainer.test(model=model, datamodule=datamodule, ckpt_path=cfg.ckpt_path, weights_only=True)
+    finally:
+        run.finish_loggers(loggers)
     metrics = {k: v for k, v in trainer.callback_metrics.items() if k.startswith("test/")}
     metrics["ckpt_path"] = str(cfg.ckpt_path)
     if trainer.is_global_zero:

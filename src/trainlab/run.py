@@ -69,8 +69,10 @@ def build_module(cfg: DictConfig) -> Classifier:
         for key in SCHEDULER_KEYS:
             scheduler_cfg.pop(key, None)
         scheduler = hydra.utils.instantiate(scheduler_cfg)
-    config = {k: OmegaConf.to_container(cfg[k], resolve=True) if isinstance(cfg.get(k), DictConfig) else cfg.get(k)
-              for k in MODEL_KEYS}
+    config = {
+        k: OmegaConf.to_container(cfg[k], resolve=True) if isinstance(cfg.get(k), DictConfig) else cfg.get(k)
+        for k in MODEL_KEYS
+    }
     return Classifier(
         net=net,
         num_classes=cfg.data.num_classes,
@@ -115,6 +117,14 @@ def build_loggers(cfg: DictConfig) -> list[Logger]:
             raise ValueError(f"logger.{name} needs a _target_ (the logger class), got: {lg_cfg}")
         loggers.append(hydra.utils.instantiate(lg_cfg))
     return loggers
+
+
+def finish_loggers(loggers: list[Logger]) -> None:
+    """Close W&B runs: flushes an offline run to disk, and lets the next job of a multirun start its own run
+    (Lightning's WandbLogger would otherwise attach to the run still in progress)."""
+    for lg in loggers:
+        if type(lg).__name__ == "WandbLogger" and getattr(lg, "_experiment", None) is not None:
+            lg.experiment.finish()
 
 
 def log_hyperparameters(cfg: DictConfig, module: pl.LightningModule, loggers: list[Logger]) -> None:

@@ -12,8 +12,11 @@ checkpoint -> metrics.json -> return the metric a sweeper optimises.
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -46,8 +49,18 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     loggers = run.build_loggers(cfg)
     trainer: pl.Trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
     run.log_hyperparameters(cfg, model, loggers)
-    _share_run_dir_with_ddp_children(trainer)
+    try:
+        with _ddp_children_join_this_run(trainer):
+            metrics = fit_and_test(cfg, trainer, model, datamodule)
+    finally:
+        run.finish_loggers(loggers)
+    if trainer.is_global_zero:
+        run.write_metrics(cfg, _ordered(metrics))
+    return metrics
 
+
+def fit_and_test(cfg: DictConfig, trainer, model, datamodule) -> dict[str, Any]:
+    """Fit (resuming from ``cfg.ckpt_path`` if set), then test the best checkpoint."""
     metrics: dict[str, Any] = {}
     if cfg.get("train"):
         log.info("Starting training")
@@ -56,8 +69,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         metrics["train_seconds"] = round(time.perf_counter() - start, 3)
         metrics.update({k: v for k, v in trainer.callback_metrics.items() if k.split("/")[0] in ("train", "val")})
 
-    best_ckpt = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
-    last_ckpt = trainer.checkpoint_callback.last_model_path if trainer.checkpoint_callback else ""
+    checkpoint = trainer.checkpoint_callback
+    best_ckpt = checkpoint.best_model_path if checkpoint else ""
     if cfg.get("test"):
         if best_ckpt:
             log.info(f"Testing the best checkpoint: {best_ckpt}")
@@ -69,14 +82,12 @@ def train(cfg: DictConfig) -> dict[str, Any]:
 
     metrics.update(
         best_ckpt=best_ckpt or None,
-        last_ckpt=last_ckpt or None,
+        last_ckpt=(checkpoint.last_model_path if checkpoint else "") or None,
         epochs=trainer.current_epoch,
         steps=trainer.global_step,
         seed=cfg.get("seed"),
         optimized_metric=cfg.get("optimized_metric"),
     )
-    if trainer.is_global_zero:
-        run.write_metrics(cfg, _ordered(metrics))
     return metrics
 
 
@@ -86,28 +97,49 @@ def _ordered(metrics: dict[str, Any]) -> dict[str, Any]:
     return head | {k: v for k, v in metrics.items() if k not in head}
 
 
-def _share_run_dir_with_ddp_children(trainer) -> None:
+#: environment variables Lightning sets in the process that launches the DDP children
+_DDP_ENV = ("MASTER_ADDR", "MASTER_PORT", "NODE_RANK", "LOCAL_RANK", "WORLD_SIZE")
+
+
+@contextmanager
+def _ddp_children_join_this_run(trainer) -> Iterator[None]:
     """Make DDP's child processes join this run's directory instead of starting runs of their own.
 
     Lightning starts each extra DDP process by re-running this command line with ``hydra.run.dir`` set to
     ``hydra.run.dir`` of the parent. That is wrong under ``-m``: the job's directory is a sweep subdirectory, and
     the re-run command line still says ``-m``, so every child would start the whole sweep again (the "Hydra + DDP
     makes extra output directories" bug of other templates). Here the re-run command becomes this job's own
-    overrides, and ``hydra.run.dir`` this job's output directory. The children log to stdout, so the run
-    directory holds one log file.
+    overrides, and ``hydra.run.dir`` this job's output directory. The children append to the same log file
+    (``<task_name>.log``) and, being non-zero ranks, write no checkpoints, metrics or logger files.
+
+    On exit the process group is torn down and Lightning's environment variables are removed, so that the next
+    job of a multirun (same process) launches its own children instead of waiting for this job's.
     """
     from hydra.core.hydra_config import HydraConfig
     from omegaconf import OmegaConf, open_dict, read_write
     from pytorch_lightning.strategies.launchers.subprocess_script import _SubprocessScriptLauncher
 
-    if not isinstance(getattr(trainer.strategy, "launcher", None), _SubprocessScriptLauncher):
-        return
-    if not HydraConfig.initialized() or OmegaConf.select(HydraConfig.get(), "runtime.output_dir") is None:
+    launcher = getattr(trainer.strategy, "launcher", None)
+    is_launcher = isinstance(launcher, _SubprocessScriptLauncher) and "LOCAL_RANK" not in os.environ
+    hydra_run = HydraConfig.initialized() and OmegaConf.select(HydraConfig.get(), "runtime.output_dir")
+    if not (is_launcher and hydra_run):
+        yield
         return
     hydra_cfg = HydraConfig.get()
     with read_write(hydra_cfg), open_dict(hydra_cfg):
         hydra_cfg.run.dir = hydra_cfg.runtime.output_dir
-    sys.argv = [sys.argv[0], *hydra_cfg.overrides.task, "hydra/job_logging=stdout", "hydra/hydra_logging=none"]
+    argv = sys.argv
+    sys.argv = [argv[0], *hydra_cfg.overrides.task]
+    try:
+        yield
+    finally:
+        sys.argv = argv
+        import torch.distributed as dist
+
+        if dist.is_available() and dist.is_initialized():
+            dist.destroy_process_group()
+        for key in _DDP_ENV:
+            os.environ.pop(key, None)
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
