@@ -39,9 +39,7 @@ class DigitsDataModule(InMemoryDataModule):
         x = (x.astype(np.float32) / 16.0).reshape(-1, *self.input_shape)  # 0..16 grey levels -> [0, 1]
         y = y.astype(np.int64)
         idx = np.arange(len(y))
-        rest, test = train_test_split(
-            idx, test_size=self.test_fraction, stratify=y, random_state=self.split_seed
-        )
+        rest, test = train_test_split(idx, test_size=self.test_fraction, stratify=y, random_state=self.split_seed)
         train, val = train_test_split(
             rest,
             test_size=self.val_fraction / (1.0 - self.test_fraction),

@@ -1,0 +1,59 @@
+"""Summarise a multirun: one row per setting, test accuracy averaged over seeds.
+
+    python -m trainlab.summarize logs/train/multiruns/<time>            # markdown table on stdout
+    python -m trainlab.summarize logs/train/multiruns/<time> --metric val/acc_best
+
+Each job directory holds ``metrics.json`` and ``.hydra/overrides.yaml``; jobs whose overrides differ only in
+``seed`` form one row. Jobs without ``metrics.json`` (crashed) are counted as failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+from pathlib import Path
+
+import yaml
+
+
+def collect(sweep_dir: Path, metric: str) -> list[dict]:
+    jobs = {
+        f.parent.parent: [o for o in yaml.safe_load(f.read_text()) or [] if not o.startswith("seed=")]
+        for f in sorted(sweep_dir.glob("*/.hydra/overrides.yaml"), key=lambda f: int(f.parent.parent.name))
+    }
+    shared = set.intersection(*(set(o) for o in jobs.values())) if jobs else set()
+    groups: dict[str, dict] = {}
+    for job, overrides in jobs.items():
+        key = " ".join(o for o in overrides if o not in shared) or "(shared settings only)"
+        row = groups.setdefault(key, {"setting": key, "values": [], "failed": 0})
+        metrics_file = job / "metrics.json"
+        if metrics_file.is_file() and metric in (metrics := json.loads(metrics_file.read_text())):
+            row["values"].append(float(metrics[metric]))
+        else:
+            row["failed"] += 1
+    return list(groups.values())
+
+
+def to_markdown(rows: list[dict], metric: str) -> str:
+    lines = [f"| setting | {metric} (mean ± std) | runs | failed |", "|---|---|---|---|"]
+    for row in rows:
+        values = row["values"]
+        mean = statistics.fmean(values) if values else float("nan")
+        std = statistics.stdev(values) if len(values) > 1 else 0.0
+        lines.append(f"| `{row['setting']}` | {mean:.4f} ± {std:.4f} | {len(values)} | {row['failed']} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("sweep_dir", type=Path)
+    parser.add_argument("--metric", default="test/acc")
+    args = parser.parse_args(argv)
+    if not args.sweep_dir.is_dir():
+        parser.error(f"{args.sweep_dir} is not a directory")
+    print(to_markdown(collect(args.sweep_dir, args.metric), args.metric))
+
+
+if __name__ == "__main__":
+    main()
