@@ -1,0 +1,1 @@
+"""Regularizers selected with ``regularizer=[...]``: loss penalties and the layers models build from them."""
