@@ -38,6 +38,8 @@ class Classifier(LightningModule):
         scheduler: ``optimizer -> LRScheduler`` (a Hydra ``_partial_``), or ``None``.
         scheduler_interval: step the scheduler every ``epoch`` or every ``step``.
         scheduler_monitor: metric a ``ReduceLROnPlateau`` watches.
+        penalty: ``net -> tensor`` added to the training loss (l1 / l2 / elastic net), logged as
+            ``train/reg_loss``; ``train/loss`` stays the data loss, comparable with ``val/loss``.
         config: the run's resolved config (plain containers). It is stored in every checkpoint so that
             ``trainlab-eval`` can rebuild the model from the checkpoint alone.
     """
@@ -50,6 +52,7 @@ class Classifier(LightningModule):
         scheduler: Callable[..., Any] | None = None,
         scheduler_interval: str = "epoch",
         scheduler_monitor: str | None = None,
+        penalty: Callable[[nn.Module], Tensor] | None = None,
         config: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
@@ -59,9 +62,11 @@ class Classifier(LightningModule):
         self.scheduler_factory = scheduler
         self.scheduler_interval = scheduler_interval
         self.scheduler_monitor = scheduler_monitor
+        self.penalty = penalty
         self.config = dict(config or {})
 
         self.train_loss, self.val_loss, self.test_loss = MeanMetric(), MeanMetric(), MeanMetric()
+        self.train_reg_loss = MeanMetric()
         self.train_acc = MulticlassAccuracy(num_classes, average="micro")
         self.val_acc = MulticlassAccuracy(num_classes, average="micro")
         self.test_acc = MulticlassAccuracy(num_classes, average="micro")
@@ -84,7 +89,12 @@ class Classifier(LightningModule):
         return loss
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
-        return self._shared_step(batch, self.train_loss, self.train_acc)
+        loss = self._shared_step(batch, self.train_loss, self.train_acc)
+        if self.penalty is not None:
+            reg = self.penalty(self.net)
+            self.train_reg_loss.update(reg.detach())
+            loss = loss + reg
+        return loss
 
     def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
         self._shared_step(batch, self.val_loss, self.val_acc)
@@ -104,6 +114,9 @@ class Classifier(LightningModule):
 
     def on_train_epoch_end(self) -> None:
         self._log_epoch("train", self.train_loss, self.train_acc)
+        if self.penalty is not None:
+            self.log("train/reg_loss", self.train_reg_loss.compute(), sync_dist=True)
+            self.train_reg_loss.reset()
 
     def on_validation_epoch_end(self) -> None:
         acc = self._log_epoch("val", self.val_loss, self.val_acc)

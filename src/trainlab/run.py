@@ -3,6 +3,7 @@ the run's outputs. Imported only after Hydra has parsed the command line (it imp
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 import sys
@@ -23,7 +24,11 @@ from trainlab.classifier import SCHEDULER_KEYS, Classifier
 log = logging.getLogger("trainlab")
 
 #: the parts of the config that define the model and data, stored in every checkpoint
-MODEL_KEYS = ("data", "model", "optimizer", "scheduler")
+MODEL_KEYS = ("data", "model", "activation", "init", "regularizer", "optimizer", "scheduler")
+#: regularizers that are loss terms (handled by the LightningModule)
+PENALTIES = ("l1", "l2", "elastic_net")
+#: regularizers that are layers: passed to the network's constructor as keyword arguments of the same name
+LAYER_REGULARIZERS = ("dropout", "alpha_dropout", "dropconnect", "fractional_pool", "stochastic_depth")
 
 
 def apply_extras(cfg: DictConfig) -> None:
@@ -57,9 +62,94 @@ def build_datamodule(data_cfg: DictConfig) -> pl.LightningDataModule:
     return hydra.utils.instantiate(data_cfg)
 
 
+def model_options() -> dict[str, str]:
+    """``{network class path: model option name}`` from configs/model/*.yaml."""
+    from trainlab.train import CONFIG_DIR
+
+    options = {}
+    for path in sorted((Path(CONFIG_DIR) / "model").glob("*.yaml")):
+        target = (OmegaConf.load(path) or {}).get("_target_")
+        if target:
+            options[target] = path.stem
+    return options
+
+
+def build_net(cfg: DictConfig) -> torch.nn.Module:
+    """The network: ``model`` built with the ``activation`` and the layer regularizers, then ``init`` applied.
+
+    A layer regularizer (dropout, dropconnect, fractional_pool, ...) reaches the network as the constructor
+    argument of the same name; a network without that argument cannot apply it, and the run is refused.
+    """
+    regularizers = _container(cfg.get("regularizer")) or {}
+    unknown = set(regularizers) - set(PENALTIES) - set(LAYER_REGULARIZERS)
+    if unknown:
+        known = ", ".join(PENALTIES + LAYER_REGULARIZERS)
+        raise ValueError(f"regularizer={sorted(unknown)} is not a regularizer; choose from {known}")
+    target = cfg.model._target_
+    accepts = inspect.signature(hydra.utils.get_class(target)).parameters
+    kwargs: dict[str, Any] = {}
+    for name in LAYER_REGULARIZERS:
+        if name not in regularizers:
+            continue
+        if name not in accepts:
+            options = model_options()
+            works = [n for t, n in options.items() if name in inspect.signature(hydra.utils.get_class(t)).parameters]
+            raise ValueError(
+                f"regularizer={name} does not apply to model={options.get(target, target)}; "
+                f"it works with model={' or model='.join(works) if works else '(none)'}"
+            )
+        kwargs[name] = regularizers[name]
+    activation = hydra.utils.instantiate(cfg.activation) if cfg.get("activation") else None
+    if activation is not None:
+        kwargs["activation"] = activation
+    net = hydra.utils.instantiate(cfg.model, **kwargs)
+
+    init = hydra.utils.instantiate(cfg.init) if cfg.get("init") else None
+    preferred = getattr(activation, "preferred_init", None)
+    if preferred and (init is None or init.scheme == "default"):
+        from trainlab.init import WeightInit
+
+        log.info(f"activation={activation.name} needs init={preferred}: using it (choose another with init=...)")
+        init = WeightInit(preferred, bias=getattr(init, "bias", None))
+    if init is not None:
+        init(net, activation)
+    return net
+
+
+def build_penalty(cfg: DictConfig):
+    """One :class:`WeightPenalty` summing every selected l1 / l2 / elastic_net term, or ``None``."""
+    from trainlab.regularizers.penalties import WeightPenalty
+
+    regularizers = _container(cfg.get("regularizer")) or {}
+    l1 = l2 = 0.0
+    include_bias = include_norm = False
+    for name in PENALTIES:
+        if name not in regularizers:
+            continue
+        settings = dict(regularizers[name] or {})
+        include_bias |= bool(settings.pop("include_bias", False))
+        include_norm |= bool(settings.pop("include_norm", False))
+        if name == "l1":
+            l1 += settings.pop("weight")
+        elif name == "l2":
+            l2 += settings.pop("weight")
+        else:
+            l1 += settings.pop("l1_weight")
+            l2 += settings.pop("l2_weight")
+        if settings:
+            raise ValueError(f"regularizer.{name}: unknown settings {sorted(settings)}")
+    if not (l1 or l2):
+        return None
+    return WeightPenalty(l1=l1, l2=l2, include_bias=include_bias, include_norm=include_norm)
+
+
+def _container(node: Any) -> Any:
+    return OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else node
+
+
 def build_module(cfg: DictConfig) -> Classifier:
-    """The LightningModule for ``cfg``: the network from ``model``, the optimizer and schedule."""
-    net = hydra.utils.instantiate(cfg.model)
+    """The LightningModule for ``cfg``: the network, the loss terms, the optimizer and schedule."""
+    net = build_net(cfg)
     scheduler_cfg = cfg.get("scheduler")
     scheduler, interval, monitor = None, "epoch", None
     if scheduler_cfg:
@@ -69,10 +159,6 @@ def build_module(cfg: DictConfig) -> Classifier:
         for key in SCHEDULER_KEYS:
             scheduler_cfg.pop(key, None)
         scheduler = hydra.utils.instantiate(scheduler_cfg)
-    config = {
-        k: OmegaConf.to_container(cfg[k], resolve=True) if isinstance(cfg.get(k), DictConfig) else cfg.get(k)
-        for k in MODEL_KEYS
-    }
     return Classifier(
         net=net,
         num_classes=cfg.data.num_classes,
@@ -80,7 +166,8 @@ def build_module(cfg: DictConfig) -> Classifier:
         scheduler=scheduler,
         scheduler_interval=interval,
         scheduler_monitor=monitor,
-        config=config,
+        penalty=build_penalty(cfg),
+        config={k: _container(cfg.get(k)) for k in MODEL_KEYS},
     )
 
 

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
+import torch
 from torch import Tensor, nn
+
+from trainlab.models.mlp import hidden_layer
 
 POOLS = ("max", "avg", "none")
 
@@ -23,7 +26,8 @@ class CNN(nn.Module):
     """[Conv3x3 -> act -> Conv3x3 -> act -> pool] per entry of ``channels``, then Linear -> act -> Linear.
 
     Convolutions are padded ("same"), so only the pooling layers shrink the image: with ``pool_size=2`` each
-    block halves height and width (8x8 digits: 8 -> 4 -> 2 with two blocks).
+    block halves height and width (8x8 digits: 8 -> 4 -> 2 with two blocks). With ``fractional_pool`` each
+    pooling layer is fractional max pooling instead and shrinks the image by its ratio (8 -> 5 -> 3 at 1/sqrt 2).
 
     Args:
         input_shape: ``(channels, height, width)`` of one sample.
@@ -32,7 +36,10 @@ class CNN(nn.Module):
         hidden: units of the fully connected layer before the classifier.
         pool: ``max``, ``avg`` or ``none``.
         pool_size: kernel and stride of the pooling layer.
-        activation: factory of the non-linearity.
+        activation: factory of the non-linearity; with maxout every conv is widened (channel-wise maxout).
+        dropout, alpha_dropout, dropconnect: applied to the hidden fully connected layer (see :class:`MLP`).
+        fractional_pool: ``{"ratio": ..., ...}``: :class:`FractionalMaxPool2d` replaces ``pool``; with
+            ``test_samples`` k > 1 a test prediction averages the class probabilities of k passes.
     """
 
     def __init__(
@@ -44,33 +51,51 @@ class CNN(nn.Module):
         pool: str = "max",
         pool_size: int = 2,
         activation: Callable[[], nn.Module] = nn.ReLU,
+        dropout: Mapping | None = None,
+        alpha_dropout: Mapping | None = None,
+        dropconnect: Mapping | None = None,
+        fractional_pool: Mapping | None = None,
     ) -> None:
         super().__init__()
         in_ch, height, width = input_shape
+        pieces = getattr(activation, "pieces", 1)
         blocks: list[nn.Module] = []
+        self.test_samples = 1
         for out_ch in channels:
-            blocks += [
-                nn.Conv2d(in_ch, out_ch, 3, padding=1),
-                activation(),
-                nn.Conv2d(out_ch, out_ch, 3, padding=1),
-                activation(),
-                make_pool(pool, pool_size),
-            ]
+            blocks += [nn.Conv2d(in_ch, out_ch * pieces, 3, padding=1), activation()]
+            blocks += [nn.Conv2d(out_ch, out_ch * pieces, 3, padding=1), activation()]
+            if fractional_pool:
+                from trainlab.regularizers.fractional_pool import FractionalMaxPool2d
+
+                fmp = FractionalMaxPool2d(**fractional_pool)
+                self.test_samples = fmp.test_samples
+                blocks.append(fmp)
+                height, width = fmp.output_size(height, width)
+            else:
+                blocks.append(make_pool(pool, pool_size))
+                if pool != "none":
+                    height, width = height // pool_size, width // pool_size
             in_ch = out_ch
-            if pool != "none":
-                height, width = height // pool_size, width // pool_size
-        if height < 1 or width < 1:
-            raise ValueError(
-                f"model.channels={list(channels)} with pool_size={pool_size} pools a {input_shape[1]}x"
-                f"{input_shape[2]} image down to nothing; use fewer blocks or model.pool=none"
-            )
+            if height < 1 or width < 1:
+                raise ValueError(
+                    f"model.channels={list(channels)} pools a {input_shape[1]}x{input_shape[2]} image down to "
+                    "nothing; use fewer blocks, model.pool=none or a larger fractional_pool ratio"
+                )
         self.features = nn.Sequential(*blocks)
         self.classifier = nn.Sequential(
             nn.Flatten(),
-            nn.Linear(in_ch * height * width, hidden),
-            activation(),
+            *hidden_layer(in_ch * height * width, hidden, activation, dropout, alpha_dropout, dropconnect),
             nn.Linear(hidden, num_classes),
         )
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.classifier(self.features(x))
+        if self.training or self.test_samples <= 1:
+            return self.classifier(self.features(x))
+        # Graham 2014: average the predictions of several test passes, each with other pooling regions
+        from trainlab.regularizers.fractional_pool import set_pass_index
+
+        probs = 0.0
+        for index in range(self.test_samples):
+            set_pass_index(self, index)
+            probs = probs + torch.softmax(self.classifier(self.features(x)), dim=-1)
+        return torch.log(probs / self.test_samples)  # log-probabilities are valid logits

@@ -3,9 +3,33 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from torch import Tensor, nn
+
+
+def hidden_layer(
+    fan_in: int,
+    size: int,
+    activation: Callable[[], nn.Module],
+    dropout: Mapping | None = None,
+    alpha_dropout: Mapping | None = None,
+    dropconnect: Mapping | None = None,
+) -> list[nn.Module]:
+    """Linear -> activation (-> dropout), the Linear widened ``activation.pieces`` times for maxout; with
+    ``dropconnect`` the Linear and its activation become one :class:`DropConnectLinear`."""
+    width = size * getattr(activation, "pieces", 1)
+    if dropconnect:
+        from trainlab.regularizers.dropconnect import DropConnectLinear
+
+        layers: list[nn.Module] = [DropConnectLinear(fan_in, width, activation=activation, **dropconnect)]
+    else:
+        layers = [nn.Linear(fan_in, width), activation()]
+    if dropout:
+        layers.append(nn.Dropout(**dropout))
+    if alpha_dropout:
+        layers.append(nn.AlphaDropout(**alpha_dropout))
+    return layers
 
 
 class MLP(nn.Module):
@@ -16,7 +40,9 @@ class MLP(nn.Module):
         num_classes: output logits.
         depth, width: ``depth`` hidden layers of ``width`` units, unless ``sizes`` is given.
         sizes: explicit hidden sizes, e.g. ``[256, 128, 100]``.
-        activation: factory of the non-linearity placed after every hidden layer.
+        activation: factory of the non-linearity after every hidden layer (``activation=`` group).
+        dropout, alpha_dropout: ``{"p": ...}``: a dropout layer after every hidden activation.
+        dropconnect: ``{"p": ..., "inference": ...}``: DropConnect on every hidden layer.
     """
 
     def __init__(
@@ -27,13 +53,18 @@ class MLP(nn.Module):
         width: int = 128,
         sizes: Sequence[int] | None = None,
         activation: Callable[[], nn.Module] = nn.ReLU,
+        dropout: Mapping | None = None,
+        alpha_dropout: Mapping | None = None,
+        dropconnect: Mapping | None = None,
     ) -> None:
         super().__init__()
         hidden = list(sizes) if sizes is not None else [width] * depth
+        if depth < 0 or any(size < 1 for size in hidden):
+            raise ValueError(f"model.depth={depth}, model.width={width}, model.sizes={sizes}: sizes must be >= 1")
         layers: list[nn.Module] = [nn.Flatten()]
         fan_in = math.prod(input_shape)
         for size in hidden:
-            layers += [nn.Linear(fan_in, size), activation()]
+            layers += hidden_layer(fan_in, size, activation, dropout, alpha_dropout, dropconnect)
             fan_in = size
         layers.append(nn.Linear(fan_in, num_classes))
         self.layers = nn.Sequential(*layers)
