@@ -30,6 +30,18 @@ def test_every_group_the_template_promises_exists():
         "hydra": {"default"},
         "debug": {"fdr", "limit", "overfit", "profiler"},
         "extras": {"default"},
+        "activation": {"sigmoid", "tanh", "relu", "leaky_relu", "prelu", "elu", "selu", "maxout", "gelu", "silu"},
+        "init": {"default", "zeros", "small_random", "xavier", "glorot", "kaiming", "lecun", "orthogonal"},
+        "regularizer": {
+            "l1",
+            "l2",
+            "elastic_net",
+            "dropout",
+            "alpha_dropout",
+            "dropconnect",
+            "fractional_pool",
+            "stochastic_depth",
+        },
     }
     for group, names in expected.items():
         assert names <= set(options(group)), f"configs/{group} lacks {names - set(options(group))}"
@@ -211,3 +223,40 @@ def test_paths_put_the_run_under_the_log_dir(tmp_path):
     assert cfg.hydra.run.dir.startswith("./logs/train/runs/")
     assert cfg.hydra.sweep.dir.startswith("./logs/train/multiruns/")
     assert OmegaConf.to_container(cfg.hydra.sweep)["subdir"] == "${hydra.job.num}"
+
+
+@pytest.mark.parametrize("name", options("activation"))
+def test_activation_option_reaches_the_network(make_cfg, name):
+    from trainlab.activations import Activation
+
+    cfg = make_cfg(f"activation={name}")
+    act = hydra.utils.instantiate(cfg.activation)
+    assert isinstance(act, Activation) and act.name == name
+    net = run.build_net(cfg)
+    assert type(act()).__name__ in {type(m).__name__ for m in net.modules()}
+
+
+@pytest.mark.parametrize("name", options("init"))
+def test_init_option_instantiates_its_scheme(make_cfg, name):
+    cfg = make_cfg(f"init={name}")
+    assert hydra.utils.instantiate(cfg.init).scheme == name
+    net = run.build_net(cfg)
+    assert torch.isfinite(net(torch.rand(2, *cfg.data.input_shape))).all()
+
+
+@pytest.mark.parametrize("name", options("regularizer"))
+def test_regularizer_option_composes_under_its_own_key(make_cfg, name):
+    model = {"fractional_pool": "cnn", "stochastic_depth": "resnet"}.get(name, "mlp")
+    cfg = make_cfg(f"model={model}", f"regularizer=[{name}]")
+    assert list(cfg.regularizer) == [name]
+    module = run.build_module(cfg)
+    assert module(torch.rand(2, *cfg.data.input_shape)).shape == (2, cfg.data.num_classes)
+
+
+def test_regularizers_combine_as_a_list(make_cfg):
+    cfg = make_cfg("regularizer=[l2,dropout]", "regularizer.dropout.p=0.2", "regularizer.l2.weight=0.001")
+    assert dict(cfg.regularizer) == {
+        "l2": {"weight": 0.001, "include_bias": False, "include_norm": False},
+        "dropout": {"p": 0.2},
+    }
+    assert "regularizer" not in make_cfg()  # none by default

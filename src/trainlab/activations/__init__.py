@@ -53,8 +53,8 @@ class Activation:
     ) -> None:
         if name not in NAMES:
             raise ValueError(f"activation={name!r} is not an activation; choose one of {', '.join(NAMES)}")
-        if name == "maxout" and pieces < 1:
-            raise ValueError(f"activation.pieces={pieces} must be >= 1")
+        if name == "maxout" and pieces < 2:
+            raise ValueError(f"activation.pieces={pieces}: maxout needs at least 2 pieces (1 piece is a linear unit)")
         self.name = name
         self.negative_slope = negative_slope if negative_slope is not None else (0.25 if name == "prelu" else 0.01)
         self.alpha = alpha

@@ -42,6 +42,8 @@ class MaxoutNorm2d(nn.Module):
 
     def __init__(self, channels: int, pieces: int = 2) -> None:
         super().__init__()
+        if pieces < 2:
+            raise ValueError(f"activation.pieces={pieces}: maxout needs at least 2 pieces")
         self.pieces = pieces
         self.norm = nn.BatchNorm2d(channels, affine=False)
         weight = torch.zeros(pieces, channels)

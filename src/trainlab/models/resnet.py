@@ -75,7 +75,9 @@ class ResNet(nn.Module):
     ) -> None:
         super().__init__()
         if depth < 8 or (depth - 2) % 6:
-            raise ValueError(f"model.depth={depth}: a CIFAR ResNet has 6n+2 layers (8, 14, 20, 32, 44, 56, 110)")
+            raise ValueError(
+                f"model.depth={depth}: a CIFAR ResNet has 6n+2 layers, n >= 1 (8, 14, 20, 32, 44, 56, 110, ...)"
+            )
         if width < 1:
             raise ValueError(f"model.width={width} must be >= 1")
         n = (depth - 2) // 6

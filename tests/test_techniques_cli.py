@@ -1,0 +1,54 @@
+"""Every activation, init and regularizer option trains end to end from the command line (one multirun per group)."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import yaml
+
+from .conftest import run_cli
+from .test_configs import options
+
+pytestmark = pytest.mark.slow
+
+FEW_STEPS = [
+    "trainer.max_epochs=1",
+    "+trainer.limit_train_batches=5",
+    "trainer.enable_progress_bar=false",
+    "trainer.enable_model_summary=false",
+    "extras.print_config=false",
+    "logger=none",
+]
+
+SWEEPS = {
+    "activation": [f"activation={','.join(options('activation'))}", "model=mlp"],
+    "activation-cnn": [f"activation={','.join(options('activation'))}", "model=cnn", "model.channels=[8]"],
+    "activation-resnet": ["activation=relu,prelu,maxout,selu", "model=resnet", "model.depth=8", "model.width=8"],
+    "init": [f"init={','.join(options('init'))}", "activation=tanh"],
+    "regularizer": [
+        "regularizer=l1,l2,elastic_net,dropout,alpha_dropout,dropconnect,fractional_pool",
+        "model=cnn",
+        "model.channels=[8,8]",
+    ],
+    "regularizer-resnet": ["regularizer=stochastic_depth,dropout", "model=resnet", "model.depth=14", "model.width=8"],
+    "regularizer-combined": ["regularizer=[l2,dropout],[elastic_net,dropconnect]", "activation=maxout"],
+}
+
+
+@pytest.mark.parametrize("sweep", sorted(SWEEPS))
+def test_every_option_trains_from_the_cli(tmp_path, sweep):
+    run_cli(["trainlab-train", "-m", *SWEEPS[sweep], *FEW_STEPS], cwd=tmp_path, timeout=600)
+    (sweep_dir,) = (tmp_path / "logs/train/multiruns").iterdir()
+    jobs = sorted((p for p in sweep_dir.iterdir() if p.is_dir()), key=lambda p: int(p.name))
+    swept = SWEEPS[sweep][0].split("=", 1)[1]
+    expected = len(swept.split("],[")) if swept.startswith("[") else len(swept.split(","))
+    assert len(jobs) == expected
+    for job in jobs:
+        metrics = json.loads((job / "metrics.json").read_text())
+        assert metrics["steps"] == 5, job
+        assert math.isfinite(metrics["train/loss"]) and 0.0 <= metrics["test/acc"] <= 1.0
+        resolved = yaml.safe_load((job / "config.yaml").read_text())
+        group = sweep.split("-")[0]
+        assert resolved.get(group), f"{job}: no {group} in the resolved config"
