@@ -165,3 +165,12 @@ def test_invalid_samples_and_non_2d_input_raise():
 def test_repr_shows_p_inference_and_samples():
     text = repr(DropConnectLinear(4, 3, p=0.25, inference="gaussian", samples=7, activation=nn.ReLU))
     assert "p=0.25, inference=gaussian, samples=7" in text and "ReLU" in text
+
+
+def test_gaussian_inference_feeds_the_activation_2d_batches_so_maxout_works():
+    from trainlab.activations import Activation
+
+    torch.manual_seed(0)
+    layer = DropConnectLinear(5, 8, p=0.5, inference="gaussian", samples=50, activation=Activation("maxout")).eval()
+    out = layer(torch.randn(3, 5))
+    assert out.shape == (3, 4)  # 8 pieces -> 4 maxout units per example, averaged over the 50 samples

@@ -183,3 +183,28 @@ def test_resume_keeps_a_best_checkpoint_from_before_the_resume(make_cfg, tmp_pat
     assert float(resumed["val/acc_best"]) == float(straight["val/acc_best"])
     assert float(resumed["test/acc"]) == float(straight["test/acc"])
     assert Path(first["best_ckpt"]).is_file()  # nothing of the earlier run was deleted
+
+
+def test_eval_rebuilds_activation_init_and_regularizers_from_the_checkpoint(make_cfg, tmp_path):
+    """Maxout CNN with DropConnect (gaussian inference) and fractional pooling averaged over 2 test passes:
+    evaluation is deterministic, and the checkpoint alone rebuilds the same network."""
+    trained = train(
+        make_cfg(
+            "trainer.max_epochs=2",
+            "model=cnn",
+            "model.channels=[8]",
+            "model.hidden=16",
+            "activation=maxout",
+            "init=kaiming",
+            "regularizer=[dropconnect,fractional_pool]",
+            "regularizer.dropconnect.inference=gaussian",
+            "regularizer.dropconnect.samples=20",
+            "regularizer.fractional_pool.test_samples=2",
+            subdir="train",
+        )
+    )
+    evaluated = evaluate(make_cfg(f"ckpt_path={trained['best_ckpt']}", config_name="eval", subdir="eval"))
+    assert float(evaluated["test/acc"]) == float(trained["test/acc"])
+    assert float(evaluated["test/loss"]) == pytest.approx(float(trained["test/loss"]), rel=1e-6)
+    saved = (tmp_path / "eval" / "config.yaml").read_text()
+    assert "name: maxout" in saved and "inference: gaussian" in saved and "test_samples: 2" in saved

@@ -107,7 +107,8 @@ class DropConnectLinear(nn.Linear):
         generator = torch.Generator(device=x.device)
         generator.manual_seed(self.EVAL_SEED)
         noise = torch.randn((self.samples, *mean.shape), generator=generator, device=x.device, dtype=x.dtype)
-        return self.activation(mean + std * noise).mean(dim=0)
+        samples = (mean + std * noise).flatten(0, 1)  # [S * N, out]: the activation sees ordinary 2D batches
+        return self.activation(samples).unflatten(0, (self.samples, mean.shape[0])).mean(dim=0)
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, p={self.p}, inference={self.inference}, samples={self.samples}"
