@@ -1,8 +1,14 @@
-"""The base of every trainlab data module: three in-memory splits served by :class:`TensorLoader`.
+"""The base of every trainlab data module: three in-memory splits.
 
 A subclass implements :meth:`load_splits` and returns ``{"train": (x, y), "val": (x, y), "test": (x, y)}`` as
-tensors (images ``float32 [N, C, H, W]``, labels ``int64 [N]``). Everything else (batching, per-epoch seeded
-shuffling, DDP sharding) lives here once.
+tensors (images ``float32 [N, C, H, W]`` scaled to [0, 1], labels ``int64 [N]``). Everything else lives here once:
+
+* ``loader=memory`` (default): the splits are moved once to the training device, and :class:`TensorLoader` slices
+  batches from them (per-epoch seeded shuffling, DDP sharding). Augmentation then runs on the batch, on the device,
+  inside the LightningModule: no per-sample Python, no worker processes.
+* ``loader=dataloader``: a regular ``torch.utils.data.DataLoader`` with ``num_workers`` processes, applying the
+  augmentation per sample with torchvision transforms (``train_transform``), for data that does not fit in memory.
+  Both paths draw the same augmentation parameters from the same distributions.
 """
 
 from __future__ import annotations
@@ -10,6 +16,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 
 import torch
+import torch.utils.data
 from pytorch_lightning import LightningDataModule
 
 from trainlab.data.loader import TensorLoader
@@ -20,10 +27,27 @@ class InMemoryDataModule(LightningDataModule, ABC):
     num_classes: int
     input_shape: tuple[int, ...]
 
-    def __init__(self, batch_size: int = 64, eval_batch_size: int | None = None, **_: object) -> None:
+    LOADERS = ("memory", "dataloader")
+
+    def __init__(
+        self,
+        batch_size: int = 64,
+        eval_batch_size: int | None = None,
+        loader: str = "memory",
+        num_workers: int = 0,
+        **_: object,
+    ) -> None:
         super().__init__()
+        if loader not in self.LOADERS:
+            raise ValueError(f"data.loader={loader!r}: choose one of {', '.join(self.LOADERS)}")
+        if batch_size < 1:
+            raise ValueError(f"data.batch_size={batch_size} must be >= 1")
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size or max(batch_size, 256)
+        self.loader = loader
+        self.num_workers = num_workers
+        #: per-sample transform of training images for ``loader=dataloader`` (set by trainlab.run)
+        self.train_transform = None
         self.splits: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
 
     @abstractmethod
@@ -33,12 +57,22 @@ class InMemoryDataModule(LightningDataModule, ABC):
     def setup(self, stage: str | None = None) -> None:
         if not self.splits:
             self.splits = self.load_splits()
+        device = self.trainer.strategy.root_device if self.trainer is not None else None
+        if self.loader == "memory" and device is not None and self.splits["train"][0].device != device:
+            self.splits = {k: (x.to(device), y.to(device)) for k, (x, y) in self.splits.items()}
 
-    def _loader(self, split: str, train: bool) -> TensorLoader:
+    def train_images(self) -> torch.Tensor:
+        """The training images, for fitting preprocessing statistics (never the validation or test images)."""
+        self.setup()
+        return self.splits["train"][0]
+
+    def _loader(self, split: str, train: bool):
         self.setup()
         x, y = self.splits[split]
         trainer = self.trainer
         rank, world = (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
+        if self.loader == "dataloader":
+            return self._dataloader(x, y, train)
         return TensorLoader(
             x,
             y,
@@ -50,6 +84,18 @@ class InMemoryDataModule(LightningDataModule, ABC):
             world_size=world,
         )
 
+    def _dataloader(self, x: torch.Tensor, y: torch.Tensor, train: bool):
+        from torch.utils.data import DataLoader
+
+        dataset = _TransformDataset(x, y, self.train_transform if train else None)
+        return DataLoader(
+            dataset,
+            batch_size=self.batch_size if train else self.eval_batch_size,
+            shuffle=train,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+        )
+
     def train_dataloader(self) -> TensorLoader:
         return self._loader("train", train=True)
 
@@ -58,3 +104,17 @@ class InMemoryDataModule(LightningDataModule, ABC):
 
     def test_dataloader(self) -> TensorLoader:
         return self._loader("test", train=False)
+
+
+class _TransformDataset(torch.utils.data.Dataset):
+    """``(transform(x[i]), y[i])``: the per-sample path of ``loader=dataloader``."""
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor, transform=None) -> None:
+        self.x, self.y, self.transform = x, y, transform
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def __getitem__(self, i: int):
+        x = self.x[i]
+        return (self.transform(x) if self.transform is not None else x), self.y[i]
