@@ -27,8 +27,12 @@ def hard_labels(target: Tensor) -> Tensor:
 class Classifier(LightningModule):
     """Softmax classifier around any ``nn.Module`` that maps a batch to logits.
 
-    Loss: cross-entropy, which accepts class indices or (e.g. mixed or smoothed) class probabilities; accuracy is
-    always measured against hard labels. Metrics are accumulated on the device and logged once per epoch as
+    The training step, in order: pixel-space augmentation (on the batch, on the device) -> preprocessing (fitted on
+    the training split) -> cutout -> mixup/CutMix -> network -> cross-entropy (with label smoothing) + weight
+    penalty. Evaluation and ``forward``: preprocessing -> network, so a checkpoint predicts from raw [0, 1] images.
+
+    Loss: cross-entropy, which accepts class indices or (mixed or smoothed) class probabilities; accuracy is
+    always measured against the hard labels. Metrics are accumulated on the device and logged once per epoch as
     ``train/loss``, ``train/acc``, ``val/loss``, ``val/acc``, ``val/acc_best``, ``test/loss``, ``test/acc``.
 
     Args:
@@ -40,6 +44,11 @@ class Classifier(LightningModule):
         scheduler_monitor: metric a ``ReduceLROnPlateau`` watches.
         penalty: ``net -> tensor`` added to the training loss (l1 / l2 / elastic net), logged as
             ``train/reg_loss``; ``train/loss`` stays the data loss, comparable with ``val/loss``.
+        preprocess: a :class:`~trainlab.preprocess.Preprocess`, fitted on the training images at the start of fit.
+        pixel_augment: training-only augmentation of the [0, 1] images (``None`` when the DataLoader does it).
+        cutout: training-only cutout, applied after preprocessing (DeVries & Taylor apply it after normalisation).
+        mixing: ``(x, labels) -> (x, soft targets)``: mixup / CutMix.
+        label_smoothing: eps of the training targets.
         config: the run's resolved config (plain containers). It is stored in every checkpoint so that
             ``trainlab-eval`` can rebuild the model from the checkpoint alone.
     """
@@ -53,6 +62,11 @@ class Classifier(LightningModule):
         scheduler_interval: str = "epoch",
         scheduler_monitor: str | None = None,
         penalty: Callable[[nn.Module], Tensor] | None = None,
+        preprocess: nn.Module | None = None,
+        pixel_augment: nn.Module | None = None,
+        cutout: nn.Module | None = None,
+        mixing: Callable[[Tensor, Tensor], tuple[Tensor, Tensor]] | None = None,
+        label_smoothing: float = 0.0,
         config: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
@@ -63,6 +77,11 @@ class Classifier(LightningModule):
         self.scheduler_interval = scheduler_interval
         self.scheduler_monitor = scheduler_monitor
         self.penalty = penalty
+        self.preprocess = preprocess if preprocess is not None else nn.Identity()
+        self.pixel_augment = pixel_augment
+        self.cutout = cutout
+        self.mixing = mixing
+        self.label_smoothing = label_smoothing
         self.config = dict(config or {})
 
         self.train_loss, self.val_loss, self.test_loss = MeanMetric(), MeanMetric(), MeanMetric()
@@ -74,33 +93,48 @@ class Classifier(LightningModule):
         self.val_acc_best.persistent(True)  # saved in checkpoints, so a resumed run keeps its best
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.net(x)
+        return self.net(self.preprocess(x))
 
-    def loss(self, logits: Tensor, target: Tensor) -> Tensor:
-        return F.cross_entropy(logits, target)
+    def setup(self, stage: str) -> None:
+        fitted = getattr(self.preprocess, "fitted", None)
+        if stage == "fit" and fitted is not None and not bool(fitted):
+            self.preprocess.fit(self.trainer.datamodule.train_images())
+
+    def loss(self, logits: Tensor, target: Tensor, label_smoothing: float = 0.0) -> Tensor:
+        return F.cross_entropy(logits, target, label_smoothing=label_smoothing)
 
     # ---- steps: update metrics on the device, no host synchronisation ----
-    def _shared_step(self, batch: tuple[Tensor, Tensor], loss_metric: MeanMetric, acc_metric) -> Tensor:
-        x, y = batch
-        logits = self(x)
-        loss = self.loss(logits, y)
-        loss_metric.update(loss.detach(), weight=len(x))
-        acc_metric.update(logits.detach(), hard_labels(y))
-        return loss
-
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
-        loss = self._shared_step(batch, self.train_loss, self.train_acc)
+        x, y = batch
+        if self.pixel_augment is not None:
+            x = self.pixel_augment(x)
+        x = self.preprocess(x)
+        if self.cutout is not None:
+            x = self.cutout(x)
+        target = y
+        if self.mixing:
+            x, target = self.mixing(x, hard_labels(y))
+        logits = self.net(x)
+        loss = self.loss(logits, target, self.label_smoothing)
+        self.train_loss.update(loss.detach(), weight=len(x))
+        self.train_acc.update(logits.detach(), hard_labels(y))
         if self.penalty is not None:
             reg = self.penalty(self.net)
             self.train_reg_loss.update(reg.detach())
             loss = loss + reg
         return loss
 
+    def _eval_step(self, batch: tuple[Tensor, Tensor], loss_metric: MeanMetric, acc_metric) -> None:
+        x, y = batch
+        logits = self(x)
+        loss_metric.update(self.loss(logits, y), weight=len(x))
+        acc_metric.update(logits, hard_labels(y))
+
     def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
-        self._shared_step(batch, self.val_loss, self.val_acc)
+        self._eval_step(batch, self.val_loss, self.val_acc)
 
     def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
-        self._shared_step(batch, self.test_loss, self.test_acc)
+        self._eval_step(batch, self.test_loss, self.test_acc)
 
     # ---- epoch ends: compute (synchronised across processes by torchmetrics), log, reset ----
     def _log_epoch(self, stage: str, loss_metric: MeanMetric, acc_metric) -> Tensor:

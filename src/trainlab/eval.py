@@ -41,7 +41,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     if cfg.get("seed") is not None:
         pl.seed_everything(cfg.seed, workers=True, verbose=False)
 
-    datamodule = run.build_datamodule(cfg.data)
+    datamodule = run.build_datamodule(cfg)
     model = run.build_module(cfg)
     loggers = run.build_loggers(cfg)
     trainer: pl.Trainer = hydra.utils.instantiate(cfg.trainer, logger=loggers or False)

@@ -24,11 +24,13 @@ from trainlab.classifier import SCHEDULER_KEYS, Classifier
 log = logging.getLogger("trainlab")
 
 #: the parts of the config that define the model and data, stored in every checkpoint
-MODEL_KEYS = ("data", "model", "activation", "init", "regularizer", "optimizer", "scheduler")
+MODEL_KEYS = ("data", "preprocess", "augment", "model", "activation", "init", "regularizer", "optimizer", "scheduler")
 #: regularizers that are loss terms (handled by the LightningModule)
 PENALTIES = ("l1", "l2", "elastic_net")
 #: regularizers that are layers: passed to the network's constructor as keyword arguments of the same name
 LAYER_REGULARIZERS = ("dropout", "alpha_dropout", "dropconnect", "fractional_pool", "stochastic_depth")
+#: regularizers that act on the batch and its targets in the training step
+BATCH_REGULARIZERS = ("mixup", "cutmix", "label_smoothing")
 
 
 def apply_extras(cfg: DictConfig) -> None:
@@ -58,8 +60,31 @@ def print_config_tree(cfg: DictConfig) -> None:
     rich.print(tree)
 
 
-def build_datamodule(data_cfg: DictConfig) -> pl.LightningDataModule:
-    return hydra.utils.instantiate(data_cfg)
+def build_datamodule(cfg: DictConfig) -> pl.LightningDataModule:
+    """The data module; with ``data.loader=dataloader`` it also gets the per-sample augmentation transform."""
+    datamodule = hydra.utils.instantiate(cfg.data)
+    if getattr(datamodule, "loader", "memory") == "dataloader":
+        from trainlab.augment import per_sample_transform
+
+        pixel, _ = build_augment(cfg)
+        datamodule.train_transform = per_sample_transform(pixel)
+    return datamodule
+
+
+def build_augment(cfg: DictConfig):
+    """(pixel-space augmentation, cutout) from the ``augment`` list, or (None, None)."""
+    augment = _container(cfg.get("augment"))
+    if not augment:
+        return None, None
+    from trainlab.augment import build_augment as build
+
+    return build(augment, tuple(cfg.data.input_shape))
+
+
+def build_preprocess(cfg: DictConfig):
+    if not cfg.get("preprocess"):
+        return None
+    return hydra.utils.instantiate(cfg.preprocess, input_shape=tuple(cfg.data.input_shape))
 
 
 def model_options() -> dict[str, str]:
@@ -74,20 +99,30 @@ def model_options() -> dict[str, str]:
     return options
 
 
-def build_net(cfg: DictConfig) -> torch.nn.Module:
+def build_net(cfg: DictConfig, input_shape: tuple[int, ...] | None = None) -> torch.nn.Module:
     """The network: ``model`` built with the ``activation`` and the layer regularizers, then ``init`` applied.
 
     A layer regularizer (dropout, dropconnect, fractional_pool, ...) reaches the network as the constructor
     argument of the same name; a network without that argument cannot apply it, and the run is refused.
+    ``input_shape``: what the network receives (after preprocessing; ``data.input_shape`` by default).
     """
     regularizers = _container(cfg.get("regularizer")) or {}
-    unknown = set(regularizers) - set(PENALTIES) - set(LAYER_REGULARIZERS)
+    unknown = set(regularizers) - set(PENALTIES) - set(LAYER_REGULARIZERS) - set(BATCH_REGULARIZERS)
     if unknown:
-        known = ", ".join(PENALTIES + LAYER_REGULARIZERS)
+        known = ", ".join(PENALTIES + LAYER_REGULARIZERS + BATCH_REGULARIZERS)
         raise ValueError(f"regularizer={sorted(unknown)} is not a regularizer; choose from {known}")
     target = cfg.model._target_
-    accepts = inspect.signature(hydra.utils.get_class(target)).parameters
+    net_class = hydra.utils.get_class(target)
+    accepts = inspect.signature(net_class).parameters
     kwargs: dict[str, Any] = {}
+    if input_shape is not None:
+        if len(input_shape) != 3 and getattr(net_class, "needs_images", False):
+            name = model_options().get(target, target)
+            raise ValueError(
+                f"preprocess={cfg.preprocess.method} turns images into vectors of {input_shape[0]}, which "
+                f"model={name} cannot take; it works with model=mlp (preprocess=zca_whiten keeps images)"
+            )
+        kwargs["input_shape"] = list(input_shape)
     for name in LAYER_REGULARIZERS:
         if name not in regularizers:
             continue
@@ -147,9 +182,32 @@ def _container(node: Any) -> Any:
     return OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else node
 
 
+def build_mixing(cfg: DictConfig):
+    """(Mixing or None, label smoothing eps) from the batch regularizers."""
+    from trainlab.regularizers.mixing import CutMix, Mixing, Mixup
+
+    regularizers = _container(cfg.get("regularizer")) or {}
+    mixup = Mixup(**regularizers["mixup"]) if "mixup" in regularizers else None
+    cutmix = CutMix(**regularizers["cutmix"]) if "cutmix" in regularizers else None
+    mixing = Mixing(cfg.data.num_classes, mixup, cutmix)
+    eps = float((regularizers.get("label_smoothing") or {}).get("eps", 0.0))
+    if not 0.0 <= eps < 1.0:
+        raise ValueError(f"regularizer.label_smoothing.eps={eps} must be in [0, 1)")
+    return (mixing if mixing else None), eps
+
+
 def build_module(cfg: DictConfig) -> Classifier:
-    """The LightningModule for ``cfg``: the network, the loss terms, the optimizer and schedule."""
-    net = build_net(cfg)
+    """The LightningModule for ``cfg``: preprocessing, augmentation, the network, the loss terms, the optimizer."""
+    preprocess = build_preprocess(cfg)
+    pixel_augment, cutout = build_augment(cfg)
+    if cutout is not None and preprocess is not None and len(preprocess.output_shape) != 3:
+        raise ValueError(
+            f"augment=[cutout] needs images after preprocessing; preprocess={preprocess.method} gives vectors"
+        )
+    if cfg.data.get("loader", "memory") == "dataloader":
+        pixel_augment = None  # the DataLoader's workers augment each sample
+    net = build_net(cfg, preprocess.output_shape if preprocess is not None else None)
+    mixing, label_smoothing = build_mixing(cfg)
     scheduler_cfg = cfg.get("scheduler")
     scheduler, interval, monitor = None, "epoch", None
     if scheduler_cfg:
@@ -167,6 +225,11 @@ def build_module(cfg: DictConfig) -> Classifier:
         scheduler_interval=interval,
         scheduler_monitor=monitor,
         penalty=build_penalty(cfg),
+        preprocess=preprocess,
+        pixel_augment=pixel_augment,
+        cutout=cutout,
+        mixing=mixing,
+        label_smoothing=label_smoothing,
         config={k: _container(cfg.get(k)) for k in MODEL_KEYS},
     )
 

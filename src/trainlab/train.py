@@ -42,7 +42,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         run.load_checkpoint(cfg.ckpt_path)  # fail now, not after building everything, when it is unusable
 
     log.info(f"Instantiating datamodule <{cfg.data._target_}>")
-    datamodule = run.build_datamodule(cfg.data)
+    datamodule = run.build_datamodule(cfg)
     log.info(f"Instantiating model <{cfg.model._target_}>")
     model = run.build_module(cfg)
     callbacks = run.build_callbacks(cfg)
@@ -70,7 +70,9 @@ def fit_and_test(cfg: DictConfig, trainer, model, datamodule) -> dict[str, Any]:
         metrics.update({k: v for k, v in trainer.callback_metrics.items() if k.split("/")[0] in ("train", "val")})
 
     checkpoint = trainer.checkpoint_callback
+    # read both now: testing restores the callback's state from the tested checkpoint, an older one
     best_ckpt = checkpoint.best_model_path if checkpoint else ""
+    last_ckpt = checkpoint.last_model_path if checkpoint else ""
     if cfg.get("test"):
         if best_ckpt:
             log.info(f"Testing the best checkpoint: {best_ckpt}")
@@ -82,7 +84,7 @@ def fit_and_test(cfg: DictConfig, trainer, model, datamodule) -> dict[str, Any]:
 
     metrics.update(
         best_ckpt=best_ckpt or None,
-        last_ckpt=(checkpoint.last_model_path if checkpoint else "") or None,
+        last_ckpt=last_ckpt or None,
         epochs=trainer.current_epoch,
         steps=trainer.global_step,
         seed=cfg.get("seed"),

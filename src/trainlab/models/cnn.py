@@ -42,6 +42,8 @@ class CNN(nn.Module):
             ``test_samples`` k > 1 a test prediction averages the class probabilities of k passes.
     """
 
+    needs_images = True  # [C, H, W] inputs, not vectors
+
     def __init__(
         self,
         input_shape: Sequence[int],

@@ -62,6 +62,8 @@ class ResNet(nn.Module):
     dropout, alpha_dropout: ``{"p": ...}`` for a dropout layer before the classifier.
     """
 
+    needs_images = True  # [C, H, W] inputs, not vectors
+
     def __init__(
         self,
         input_shape: Sequence[int],

@@ -1,0 +1,89 @@
+"""Mixing regularizers: mixup, CutMix (``regularizer=[mixup]``, ``[cutmix]``) and label smoothing.
+
+* mixup (Zhang, Cisse, Dauphin, Lopez-Paz, ICLR 2018): lambda ~ Beta(alpha, alpha), one per mini-batch; each
+  example is mixed with a partner from a random permutation of the batch: x = lambda x_i + (1 - lambda) x_j, and
+  the targets the same way. alpha = 0 means no mixup at all (the batch is returned unchanged; torchvision's MixUp
+  raises on alpha = 0 instead).
+* CutMix (Yun et al., ICCV 2019): lambda ~ Beta(alpha, alpha); a box of area (1 - lambda) H W, centre uniform in
+  the image and clipped at the border, is pasted from the partner; lambda is then corrected to the box's actual
+  area, and the targets are mixed with it. One box per mini-batch, as in the paper's code.
+* label smoothing (Szegedy et al. 2016): the training target becomes (1 - eps) one_hot + eps / C (torch's
+  ``cross_entropy(label_smoothing=eps)``); validation and test losses stay plain cross-entropy.
+
+When mixup and CutMix are both selected, each mini-batch uses one of them, chosen with probability 1/2.
+Accuracy is always measured against the un-mixed hard labels. Random draws come from torch's global CPU generator
+(lambda, the box) and the batch's device (the permutation), so no host synchronisation is needed.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+
+def _beta(alpha: float) -> float:
+    return float(torch.distributions.Beta(alpha, alpha).sample())
+
+
+class Mixup:
+    def __init__(self, alpha: float = 0.2) -> None:
+        if alpha < 0:
+            raise ValueError(f"regularizer.mixup.alpha={alpha} must be >= 0 (0 = no mixup)")
+        self.alpha = alpha
+
+    def __call__(self, x: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
+        if self.alpha == 0:
+            return x, target
+        lam = _beta(self.alpha)
+        perm = torch.randperm(len(x), device=x.device)
+        return lam * x + (1 - lam) * x[perm], lam * target + (1 - lam) * target[perm]
+
+
+class CutMix:
+    def __init__(self, alpha: float = 1.0) -> None:
+        if alpha < 0:
+            raise ValueError(f"regularizer.cutmix.alpha={alpha} must be >= 0 (0 = no cutmix)")
+        self.alpha = alpha
+
+    @staticmethod
+    def box(height: int, width: int, lam: float) -> tuple[int, int, int, int]:
+        """(y1, y2, x1, x2) of a box of area about (1 - lam) H W around a uniform centre, clipped to the image."""
+        cut = math.sqrt(1.0 - lam)
+        cut_h, cut_w = int(height * cut), int(width * cut)
+        cy, cx = int(torch.randint(height, ())), int(torch.randint(width, ()))
+        y1, y2 = max(cy - cut_h // 2, 0), min(cy + cut_h // 2, height)
+        x1, x2 = max(cx - cut_w // 2, 0), min(cx + cut_w // 2, width)
+        return y1, y2, x1, x2
+
+    def __call__(self, x: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
+        if self.alpha == 0:
+            return x, target
+        if x.ndim != 4:
+            raise ValueError("regularizer=[cutmix] needs images [N, C, H, W]; this input is not one (preprocess=pca?)")
+        lam = _beta(self.alpha)
+        height, width = x.shape[-2:]
+        y1, y2, x1, x2 = self.box(height, width, lam)
+        perm = torch.randperm(len(x), device=x.device)
+        mixed = x.clone()
+        mixed[:, :, y1:y2, x1:x2] = x[perm][:, :, y1:y2, x1:x2]
+        lam = 1.0 - (y2 - y1) * (x2 - x1) / (height * width)  # the box's actual share
+        return mixed, lam * target + (1 - lam) * target[perm]
+
+
+class Mixing:
+    """What the training step applies to a batch: mixup and/or CutMix, on one-hot targets."""
+
+    def __init__(self, num_classes: int, mixup: Mixup | None = None, cutmix: CutMix | None = None) -> None:
+        self.num_classes = num_classes
+        self.methods = [m for m in (mixup, cutmix) if m is not None and m.alpha > 0]
+
+    def __bool__(self) -> bool:
+        return bool(self.methods)
+
+    def __call__(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+        target = F.one_hot(y, self.num_classes).to(x.dtype)
+        method = self.methods[0] if len(self.methods) == 1 else self.methods[int(torch.randint(2, ()))]
+        return method(x, target)
