@@ -24,7 +24,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 
-def _beta(alpha: float) -> float:
+def sample_lambda(alpha: float) -> float:
+    """lambda ~ Beta(alpha, alpha), from torch's global CPU generator."""
     return float(torch.distributions.Beta(alpha, alpha).sample())
 
 
@@ -37,7 +38,7 @@ class Mixup:
     def __call__(self, x: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
         if self.alpha == 0:
             return x, target
-        lam = _beta(self.alpha)
+        lam = sample_lambda(self.alpha)
         perm = torch.randperm(len(x), device=x.device)
         return lam * x + (1 - lam) * x[perm], lam * target + (1 - lam) * target[perm]
 
@@ -63,7 +64,7 @@ class CutMix:
             return x, target
         if x.ndim != 4:
             raise ValueError("regularizer=[cutmix] needs images [N, C, H, W]; this input is not one (preprocess=pca?)")
-        lam = _beta(self.alpha)
+        lam = sample_lambda(self.alpha)
         height, width = x.shape[-2:]
         y1, y2, x1, x2 = self.box(height, width, lam)
         perm = torch.randperm(len(x), device=x.device)
