@@ -14,7 +14,7 @@ WORKERS ?= 2
 
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: help install train eval test test-fast lint format clean
+.PHONY: help install train eval test test-fast bench lint format clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -35,6 +35,9 @@ test: $(STAMP)  ## the whole test suite (offline, about 10 minutes on 2 cores)
 
 test-fast: $(STAMP)  ## the fast subset for the inner loop (no CLI subprocess or DDP runs)
 	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/python -m pytest -n $(WORKERS) -m "not slow" $(ARGS)
+
+bench: $(STAMP)  ## benchmarks (results in benchmarks/results/); exits non-zero when a target is missed
+	$(BIN)/python benchmarks/bench_augment.py
 
 lint: $(STAMP)  ## ruff
 	$(BIN)/ruff check src tests
