@@ -34,7 +34,27 @@ SWEEPS = {
     ],
     "regularizer-resnet": ["regularizer=stochastic_depth,dropout", "model=resnet", "model.depth=14", "model.width=8"],
     "regularizer-combined": ["regularizer=[l2,dropout],[elastic_net,dropconnect]", "activation=maxout"],
+    "regularizer-mixing": [
+        "regularizer=mixup,cutmix,label_smoothing,[mixup,cutmix,label_smoothing]",
+        "model=cnn",
+        "model.channels=[8]",
+    ],
+    "preprocess": [f"preprocess={','.join(options('preprocess'))}"],
+    "augment": [
+        f"augment={','.join(options('augment')).replace('color_jitter,', '')},[hflip,crop,cutout]",
+        "model=cnn",
+        "model.channels=[8]",
+    ],
 }
+
+
+def sweep_size(values: str) -> int:
+    """How many jobs `key=a,[b,c],d` makes: the commas outside brackets, plus one."""
+    depth, count = 0, 1
+    for ch in values:
+        depth += (ch == "[") - (ch == "]")
+        count += ch == "," and depth == 0
+    return count
 
 
 @pytest.mark.parametrize("sweep", sorted(SWEEPS))
@@ -43,7 +63,7 @@ def test_every_option_trains_from_the_cli(tmp_path, sweep):
     (sweep_dir,) = (tmp_path / "logs/train/multiruns").iterdir()
     jobs = sorted((p for p in sweep_dir.iterdir() if p.is_dir()), key=lambda p: int(p.name))
     swept = SWEEPS[sweep][0].split("=", 1)[1]
-    expected = len(swept.split("],[")) if swept.startswith("[") else len(swept.split(","))
+    expected = sweep_size(swept)
     assert len(jobs) == expected
     for job in jobs:
         metrics = json.loads((job / "metrics.json").read_text())

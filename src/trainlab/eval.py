@@ -44,7 +44,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     datamodule = run.build_datamodule(cfg)
     model = run.build_module(cfg)
     loggers = run.build_loggers(cfg)
-    trainer: pl.Trainer = hydra.utils.instantiate(cfg.trainer, logger=loggers or False)
+    trainer: pl.Trainer = run.instantiate(cfg.trainer, logger=loggers or False)
     run.log_hyperparameters(cfg, model, loggers)
 
     log.info(f"Testing {cfg.ckpt_path}")

@@ -33,6 +33,20 @@ LAYER_REGULARIZERS = ("dropout", "alpha_dropout", "dropconnect", "fractional_poo
 BATCH_REGULARIZERS = ("mixup", "cutmix", "label_smoothing")
 
 
+def instantiate(config: Any, **kwargs: Any) -> Any:
+    """``hydra.utils.instantiate``, but a bad setting surfaces as the class's own error (ValueError naming the key),
+    not wrapped in Hydra's InstantiationException with a traceback through Hydra's internals."""
+    from hydra.errors import InstantiationException
+
+    try:
+        return hydra.utils.instantiate(config, **kwargs)
+    except InstantiationException as err:
+        cause = err.__cause__
+        if isinstance(cause, (ValueError, TypeError, FileNotFoundError)):
+            raise cause from None
+        raise
+
+
 def apply_extras(cfg: DictConfig) -> None:
     """Warnings filter, config tree on screen and in the run directory."""
     extras = cfg.get("extras") or {}
@@ -62,7 +76,7 @@ def print_config_tree(cfg: DictConfig) -> None:
 
 def build_datamodule(cfg: DictConfig) -> pl.LightningDataModule:
     """The data module; with ``data.loader=dataloader`` it also gets the per-sample augmentation transform."""
-    datamodule = hydra.utils.instantiate(cfg.data)
+    datamodule = instantiate(cfg.data)
     if getattr(datamodule, "loader", "memory") == "dataloader":
         from trainlab.augment import per_sample_transform
 
@@ -84,7 +98,7 @@ def build_augment(cfg: DictConfig):
 def build_preprocess(cfg: DictConfig):
     if not cfg.get("preprocess"):
         return None
-    return hydra.utils.instantiate(cfg.preprocess, input_shape=tuple(cfg.data.input_shape))
+    return instantiate(cfg.preprocess, input_shape=tuple(cfg.data.input_shape))
 
 
 def model_options() -> dict[str, str]:
@@ -134,12 +148,12 @@ def build_net(cfg: DictConfig, input_shape: tuple[int, ...] | None = None) -> to
                 f"it works with model={' or model='.join(works) if works else '(none)'}"
             )
         kwargs[name] = regularizers[name]
-    activation = hydra.utils.instantiate(cfg.activation) if cfg.get("activation") else None
+    activation = instantiate(cfg.activation) if cfg.get("activation") else None
     if activation is not None:
         kwargs["activation"] = activation
-    net = hydra.utils.instantiate(cfg.model, **kwargs)
+    net = instantiate(cfg.model, **kwargs)
 
-    init = hydra.utils.instantiate(cfg.init) if cfg.get("init") else None
+    init = instantiate(cfg.init) if cfg.get("init") else None
     preferred = getattr(activation, "preferred_init", None)
     if preferred and (init is None or init.scheme == "default"):
         from trainlab.init import WeightInit
@@ -216,11 +230,11 @@ def build_module(cfg: DictConfig) -> Classifier:
         monitor = scheduler_cfg.pop("monitor", None)
         for key in SCHEDULER_KEYS:
             scheduler_cfg.pop(key, None)
-        scheduler = hydra.utils.instantiate(scheduler_cfg)
+        scheduler = instantiate(scheduler_cfg)
     return Classifier(
         net=net,
         num_classes=cfg.data.num_classes,
-        optimizer=hydra.utils.instantiate(cfg.optimizer),
+        optimizer=instantiate(cfg.optimizer),
         scheduler=scheduler,
         scheduler_interval=interval,
         scheduler_monitor=monitor,
@@ -247,7 +261,7 @@ def build_callbacks(cfg: DictConfig) -> list[Callback]:
             continue
         if not isinstance(cb_cfg, DictConfig) or "_target_" not in cb_cfg:
             raise ValueError(f"callbacks.{name} needs a _target_ (the callback class), got: {cb_cfg}")
-        callbacks.append(hydra.utils.instantiate(cb_cfg))
+        callbacks.append(instantiate(cb_cfg))
     trainer_cfg = cfg.trainer
     if not trainer_cfg.get("enable_progress_bar", True):
         callbacks = [c for c in callbacks if not isinstance(c, ProgressBar)]
@@ -265,7 +279,7 @@ def build_loggers(cfg: DictConfig) -> list[Logger]:
             continue
         if not isinstance(lg_cfg, DictConfig) or "_target_" not in lg_cfg:
             raise ValueError(f"logger.{name} needs a _target_ (the logger class), got: {lg_cfg}")
-        loggers.append(hydra.utils.instantiate(lg_cfg))
+        loggers.append(instantiate(lg_cfg))
     return loggers
 
 

@@ -47,7 +47,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     model = run.build_module(cfg)
     callbacks = run.build_callbacks(cfg)
     loggers = run.build_loggers(cfg)
-    trainer: pl.Trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    trainer: pl.Trainer = run.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
     run.log_hyperparameters(cfg, model, loggers)
     try:
         with _ddp_children_join_this_run(trainer):

@@ -24,9 +24,11 @@ class DigitsDataModule(InMemoryDataModule):
         test_fraction: float = 0.15,
         split_seed: int = 0,
         eval_batch_size: int | None = None,
+        loader: str = "memory",
+        num_workers: int = 0,
         **kwargs: object,  # num_classes / input_shape are read by the model configs, not here
     ) -> None:
-        super().__init__(batch_size=batch_size, eval_batch_size=eval_batch_size)
+        super().__init__(batch_size=batch_size, eval_batch_size=eval_batch_size, loader=loader, num_workers=num_workers)
         self.val_fraction = val_fraction
         self.test_fraction = test_fraction
         self.split_seed = split_seed
