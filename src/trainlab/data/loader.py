@@ -92,6 +92,8 @@ class TensorLoader:
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, ...]]:
         idx = self._indices()
+        if idx is not None:  # one copy per epoch to the data's device, not one per batch
+            idx = idx.to(self.tensors[0].device)
         for b in range(len(self)):
             lo, hi = b * self.batch_size, (b + 1) * self.batch_size
             if idx is None:  # contiguous slices are views: no copy at all
