@@ -19,6 +19,10 @@ from torchmetrics.classification import MulticlassAccuracy
 SCHEDULER_KEYS = ("interval", "monitor", "frequency")
 
 
+class DivergenceError(RuntimeError):
+    """The training loss became NaN or infinite."""
+
+
 def hard_labels(target: Tensor) -> Tensor:
     """Class indices from either class indices ``[N]`` or class probabilities ``[N, C]`` (soft targets)."""
     return target.argmax(dim=-1) if target.ndim > 1 else target
@@ -89,6 +93,8 @@ class Classifier(LightningModule):
         self.train_acc = MulticlassAccuracy(num_classes, average="micro")
         self.val_acc = MulticlassAccuracy(num_classes, average="micro")
         self.test_acc = MulticlassAccuracy(num_classes, average="micro")
+        # the first optimizer step whose loss was not finite (-1: none); kept on the device, read once per epoch
+        self.register_buffer("first_bad_step", torch.tensor(-1), persistent=False)
         self.val_acc_best = MaxMetric()
         self.val_acc_best.persistent(True)  # saved in checkpoints, so a resumed run keeps its best
 
@@ -118,6 +124,8 @@ class Classifier(LightningModule):
         loss = self.loss(logits, target, self.label_smoothing)
         self.train_loss.update(loss.detach(), weight=len(x))
         self.train_acc.update(logits.detach(), hard_labels(y))
+        bad = ~torch.isfinite(loss.detach()) & (self.first_bad_step < 0)
+        self.first_bad_step = torch.where(bad, self.trainer.global_step, self.first_bad_step)
         if self.penalty is not None:
             reg = self.penalty(self.net)
             self.train_reg_loss.update(reg.detach())
@@ -146,7 +154,11 @@ class Classifier(LightningModule):
         acc_metric.reset()
         return acc
 
+    def on_validation_epoch_start(self) -> None:
+        self._check_divergence()
+
     def on_train_epoch_end(self) -> None:
+        self._check_divergence()
         self._log_epoch("train", self.train_loss, self.train_acc)
         if self.penalty is not None:
             self.log("train/reg_loss", self.train_reg_loss.compute(), sync_dist=True)
@@ -161,6 +173,19 @@ class Classifier(LightningModule):
 
     def on_test_epoch_end(self) -> None:
         self._log_epoch("test", self.test_loss, self.test_acc)
+
+    def _check_divergence(self) -> None:
+        """Stop before the diverged weights are validated or checkpointed, so the last checkpoint stays good."""
+        if self.trainer.sanity_checking or not self.training:
+            return
+        step = int(self.first_bad_step)  # one host synchronisation per epoch
+        if step >= 0:
+            lr = self.trainer.optimizers[0].defaults["lr"] if self.trainer.optimizers else float("nan")
+            raise DivergenceError(
+                f"the training loss became NaN/inf at step {step} (epoch {self.current_epoch}): training stopped. "
+                f"Try a lower learning rate (optimizer.lr={lr:.3g} now; e.g. optimizer.lr={lr / 10:.3g}) or another "
+                "init. The checkpoints written before it are intact."
+            )
 
     # ---- optimisation ----
     def configure_optimizers(self) -> Any:

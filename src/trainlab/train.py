@@ -49,9 +49,17 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     loggers = run.build_loggers(cfg)
     trainer: pl.Trainer = run.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
     run.log_hyperparameters(cfg, model, loggers)
+    from trainlab.classifier import DivergenceError
+
     try:
         with _ddp_children_join_this_run(trainer):
             metrics = fit_and_test(cfg, trainer, model, datamodule)
+    except DivergenceError as err:
+        metrics = {"status": "diverged", "stop_reason": "divergence", "error": str(err)}
+        metrics.update(_run_facts(cfg, trainer))
+        if trainer.is_global_zero:
+            run.write_metrics(cfg, metrics)
+        raise
     finally:
         run.finish_loggers(loggers)
     if trainer.is_global_zero:
@@ -70,9 +78,10 @@ def fit_and_test(cfg: DictConfig, trainer, model, datamodule) -> dict[str, Any]:
         metrics.update({k: v for k, v in trainer.callback_metrics.items() if k.split("/")[0] in ("train", "val")})
 
     checkpoint = trainer.checkpoint_callback
-    # read both now: testing restores the callback's state from the tested checkpoint, an older one
+    # read these now: testing restores the callbacks' state from the tested checkpoint, an older one
     best_ckpt = checkpoint.best_model_path if checkpoint else ""
     last_ckpt = checkpoint.last_model_path if checkpoint else ""
+    stop_reason = _stop_reason(trainer) if cfg.get("train") else None
     if cfg.get("test"):
         if best_ckpt:
             log.info(f"Testing the best checkpoint: {best_ckpt}")
@@ -83,18 +92,49 @@ def fit_and_test(cfg: DictConfig, trainer, model, datamodule) -> dict[str, Any]:
         metrics.update({k: v for k, v in trainer.callback_metrics.items() if k.startswith("test/")})
 
     metrics.update(
+        status="completed",
+        stop_reason=stop_reason,
+        best_epoch=_checkpoint_epoch(best_ckpt),
         best_ckpt=best_ckpt or None,
         last_ckpt=last_ckpt or None,
-        epochs=trainer.current_epoch,
-        steps=trainer.global_step,
-        seed=cfg.get("seed"),
-        optimized_metric=cfg.get("optimized_metric"),
     )
+    metrics.update(_run_facts(cfg, trainer))
     return metrics
 
 
+def _run_facts(cfg: DictConfig, trainer) -> dict[str, Any]:
+    return {
+        "epochs": trainer.current_epoch,
+        "steps": trainer.global_step,
+        "seed": cfg.get("seed"),
+        "optimized_metric": cfg.get("optimized_metric"),
+    }
+
+
+def _stop_reason(trainer) -> str:
+    """Why fit ended: ``early_stopping`` (patience ran out), ``max_epochs``/``max_steps``, or ``other``."""
+    from pytorch_lightning.callbacks import EarlyStopping
+
+    if any(isinstance(c, EarlyStopping) and c.stopped_epoch > 0 for c in trainer.callbacks):
+        return "early_stopping"
+    if trainer.max_epochs is not None and trainer.max_epochs >= 0 and trainer.current_epoch >= trainer.max_epochs:
+        return "max_epochs"
+    if trainer.max_steps is not None and 0 <= trainer.max_steps <= trainer.global_step:
+        return "max_steps"
+    return "other"
+
+
+def _checkpoint_epoch(path: str) -> int | None:
+    """The epoch (0-based) a checkpoint was written at."""
+    if not path:
+        return None
+    import torch
+
+    return int(torch.load(path, map_location="cpu", weights_only=True)["epoch"])
+
+
 def _ordered(metrics: dict[str, Any]) -> dict[str, Any]:
-    order = ["train/loss", "train/acc", "val/loss", "val/acc", "val/acc_best", "test/loss", "test/acc"]
+    order = ["status", "train/loss", "train/acc", "val/loss", "val/acc", "val/acc_best", "test/loss", "test/acc"]
     head = {k: metrics[k] for k in order if k in metrics}
     return head | {k: v for k, v in metrics.items() if k not in head}
 
@@ -146,7 +186,18 @@ def _ddp_children_join_this_run(trainer) -> Iterator[None]:
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
 def main(cfg: DictConfig) -> float | None:
-    metrics = train(cfg)
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    from trainlab.classifier import DivergenceError
+
+    try:
+        metrics = train(cfg)
+    except DivergenceError as err:
+        log.error(str(err))
+        if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
+            return float("nan")  # this job failed; the sweep goes on (its metrics.json says why)
+        sys.exit(1)
     value = metrics.get(cfg.get("optimized_metric") or "")
     return None if value is None else float(value)
 
