@@ -458,3 +458,10 @@ def test_ops_accept_non_contiguous_batches_keep_dtype_and_never_write_the_input(
     torch.manual_seed(1)
     assert torch.allclose(y, op(x.contiguous()), atol=1e-6), "same draws, same result as on a contiguous copy"
     assert not torch.equal(y, x)
+
+
+def test_crop_padding_defaults_to_an_eighth_of_the_image_side():
+    from trainlab.augment import build_augment as build
+
+    sizes = {side: build({"crop": {"padding": None}}, (1, side, side))[0][0].padding for side in (8, 28, 32, 64)}
+    assert sizes == {8: 1, 28: 4, 32: 4, 64: 8}

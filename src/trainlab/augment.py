@@ -121,9 +121,12 @@ class RandomCrop(nn.Module):
     """
 
     def __init__(
-        self, padding: int = 4, padding_mode: str = "constant", image_size: int | Sequence[int] | None = None
+        self, padding: int | None = 4, padding_mode: str = "constant", image_size: int | Sequence[int] | None = None
     ) -> None:
         super().__init__()
+        if padding is None:  # an eighth of the image side (rounded): CIFAR's 4 on 32x32, 4 on 28x28, 1 on 8x8
+            _check(image_size is not None, "crop.padding", padding, "an integer >= 0 (null needs the image size)")
+            padding = max(1, round(min(_pair(image_size)) / 8))
         _check(isinstance(padding, int) and padding >= 0, "crop.padding", padding, "an integer >= 0")
         _check(padding_mode in ("constant", "reflect"), "crop.padding_mode", padding_mode, "'constant' or 'reflect'")
         self.image_size = None if image_size is None else _pair(image_size)
