@@ -83,6 +83,12 @@ def test_multirun_gives_each_job_its_own_directory(tmp_path):
         assert read_metrics(job)["seed"] == cfg["seed"]
     assert seen == {("SGD", 1), ("SGD", 2), ("Adam", 1), ("Adam", 2)}
     assert (sweep / "multirun.yaml").is_file()
+    # the multirun's best checkpoints as an ensemble
+    run_cli(["trainlab-eval", f"ckpt_path={sweep}", *QUIET], cwd=tmp_path)
+    (eval_dir,) = run_dirs(tmp_path, "eval")
+    ensemble = read_metrics(eval_dir)
+    assert ensemble["members"] == 4 and len(ensemble["test/acc_members"]) == 4
+    assert ensemble["ensemble_gain"] == pytest.approx(ensemble["test/acc_ensemble"] - ensemble["test/acc_members_mean"])
 
 
 def test_ddp_cpu_runs_two_processes_in_one_run_directory(tmp_path):

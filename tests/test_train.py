@@ -208,3 +208,39 @@ def test_eval_rebuilds_activation_init_and_regularizers_from_the_checkpoint(make
     assert float(evaluated["test/loss"]) == pytest.approx(float(trained["test/loss"]), rel=1e-6)
     saved = (tmp_path / "eval" / "config.yaml").read_text()
     assert "name: maxout" in saved and "inference: gaussian" in saved and "test_samples: 2" in saved
+
+
+def test_eval_of_several_checkpoints_averages_the_members_probabilities(make_cfg, tmp_path):
+    members = [
+        train(make_cfg("trainer.max_epochs=2", f"seed={seed}", "logger=none", subdir=f"m{seed}"))["best_ckpt"]
+        for seed in (1, 2, 3)
+    ]
+    ensemble = evaluate(make_cfg(f"ckpt_path=[{','.join(members)}]", config_name="eval", subdir="ens"))
+    # each member alone, through the single-checkpoint path
+    alone = [
+        float(evaluate(make_cfg(f"ckpt_path={m}", config_name="eval", subdir=f"e{i}"))["test/acc"])
+        for i, m in enumerate(members)
+    ]
+    assert ensemble["test/acc_members"] == pytest.approx(alone, abs=1e-6)
+    assert ensemble["test/acc_members_mean"] == pytest.approx(sum(alone) / 3, abs=1e-6)
+    assert ensemble["ensemble_gain"] == pytest.approx(ensemble["test/acc_ensemble"] - sum(alone) / 3, abs=1e-9)
+    assert len(set(alone)) > 1  # the seeds really gave different members
+    saved = json.loads((tmp_path / "ens" / "metrics.json").read_text())
+    assert saved["members"] == 3 and saved["test/acc"] == saved["test/acc_ensemble"]
+
+    # the same ensemble's probabilities, averaged by hand
+    from trainlab import run
+    from trainlab.eval import saved_config, with_saved_config
+
+    cfg = make_cfg(config_name="eval", subdir="manual")
+    probs = []
+    for path in members:
+        module = run.build_module(with_saved_config(cfg, saved_config(run, path), run.MODEL_KEYS))
+        module.load_state_dict(torch.load(path, weights_only=True)["state_dict"])
+        dm = run.build_datamodule(with_saved_config(cfg, saved_config(run, path), ("data",)))
+        dm.setup()
+        x, y = dm.splits["test"]
+        with torch.no_grad():
+            probs.append(module.eval()(x).softmax(-1))
+    by_hand = (torch.stack(probs).mean(0).argmax(-1) == y).float().mean().item()
+    assert ensemble["test/acc_ensemble"] == pytest.approx(by_hand, abs=1e-9)
