@@ -32,6 +32,9 @@ def test_every_group_the_template_promises_exists():
         "extras": {"default"},
         "activation": {"sigmoid", "tanh", "relu", "leaky_relu", "prelu", "elu", "selu", "maxout", "gelu", "silu"},
         "init": {"default", "zeros", "small_random", "xavier", "glorot", "kaiming", "lecun", "orthogonal"},
+        "ensemble": {"snapshot", "ema", "swa"},
+        "preprocess": {"none", "zero_center", "normalize", "pca", "pca_whiten", "zca_whiten"},
+        "augment": {"hflip", "vflip", "crop", "scale", "color_jitter", "translate", "rotate", "cutout"},
         "regularizer": {
             "l1",
             "l2",

@@ -40,6 +40,8 @@ SWEEPS = {
         "model.channels=[8]",
     ],
     "preprocess": [f"preprocess={','.join(options('preprocess'))}"],
+    "ensemble": ["ensemble=ema,swa"],
+    "ensemble-snapshot": ["ensemble=snapshot", "ensemble.cycles=1"],
     "augment": [
         f"augment={','.join(options('augment')).replace('color_jitter,', '')},[hflip,crop,cutout]",
         "model=cnn",

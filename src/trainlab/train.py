@@ -82,6 +82,14 @@ def fit_and_test(cfg: DictConfig, trainer, model, datamodule) -> dict[str, Any]:
     best_ckpt = checkpoint.best_model_path if checkpoint else ""
     last_ckpt = checkpoint.last_model_path if checkpoint else ""
     stop_reason = _stop_reason(trainer) if cfg.get("train") else None
+    swa_ckpt = next((c.swa_ckpt for c in trainer.callbacks if getattr(c, "swa_ckpt", None)), None)
+    if swa_ckpt:  # SWA's result is the final average with recomputed BatchNorm statistics, not the best epoch
+        best_ckpt = swa_ckpt
+    # Testing with the same trainer, Lightning's WeightAveraging would load a checkpoint's raw weights
+    # (current_model_state) into the model; the test is of the averaged weights (the checkpoint's state_dict).
+    from pytorch_lightning.callbacks import WeightAveraging
+
+    trainer.callbacks[:] = [c for c in trainer.callbacks if not isinstance(c, WeightAveraging)]
     if cfg.get("test"):
         if best_ckpt:
             log.info(f"Testing the best checkpoint: {best_ckpt}")
@@ -90,6 +98,13 @@ def fit_and_test(cfg: DictConfig, trainer, model, datamodule) -> dict[str, Any]:
             log.warning("No best checkpoint was saved (no ModelCheckpoint, or fast_dev_run): testing current weights")
             trainer.test(model=model, datamodule=datamodule)
         metrics.update({k: v for k, v in trainer.callback_metrics.items() if k.startswith("test/")})
+        if cfg.get("ensemble") and best_ckpt:
+            from trainlab.ensembles import run_report
+
+            report = run_report(cfg.ensemble.kind, trainer, model, datamodule, best_ckpt, last_ckpt)
+            metrics.update(report)
+            for logger in trainer.loggers:
+                logger.log_metrics({k: v for k, v in report.items() if isinstance(v, float)})
 
     metrics.update(
         status="completed",

@@ -1,0 +1,61 @@
+"""Weight averaging: ``ensemble=ema`` and ``ensemble=swa``, on top of Lightning's ``WeightAveraging`` callback.
+
+* EMA / Polyak averaging: after every optimizer step w_ema <- decay * w_ema + (1 - decay) * w (Lightning's
+  ``EMAWeightAveraging``; BatchNorm buffers are averaged the same way). Validation, checkpoint selection and the
+  test use the averaged weights; every checkpoint also keeps the raw weights (``current_model_state``).
+* SWA (Izmailov, Podoprikhin, Garipov, Vetrov, Wilson, UAI 2018): the equal average of the weights at the end of
+  every epoch from ``swa_epoch_start`` on; BatchNorm statistics are then recomputed with one pass over the training
+  images (in order, without augmentation; the statistics of averaged weights are not the average of the
+  statistics), and the result is saved as ``swa.ckpt``, which is what the run tests.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from pytorch_lightning import LightningModule, Trainer
+from pytorch_lightning.callbacks import EMAWeightAveraging, WeightAveraging
+
+__all__ = ["EMAWeightAveraging", "SWA"]
+
+
+class SWA(WeightAveraging):
+    def __init__(self, swa_epoch_start: float = 0.75, dirpath: str = "checkpoints", **kwargs: Any) -> None:
+        if not 0.0 <= swa_epoch_start < 1.0:
+            raise ValueError(f"ensemble.swa_epoch_start={swa_epoch_start} must be a fraction of the run in [0, 1)")
+        super().__init__(use_buffers=False, **kwargs)
+        self.swa_epoch_start = swa_epoch_start
+        self.dirpath = Path(dirpath)
+        self.swa_ckpt: str | None = None
+        self._first_epoch = 0
+
+    def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self._first_epoch = int(self.swa_epoch_start * (trainer.max_epochs or 1))
+
+    def should_update(self, step_idx: int | None = None, epoch_idx: int | None = None) -> bool:
+        return epoch_idx is not None and epoch_idx >= self._first_epoch
+
+    @torch.no_grad()
+    def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        super().on_train_end(trainer, pl_module)  # the averaged weights into the model
+        norms = [m for m in pl_module.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+        if norms:
+            momenta = [norm.momentum for norm in norms]
+            for norm in norms:
+                norm.reset_running_stats()
+                norm.momentum = None  # a cumulative average over the pass, as torch.optim.swa_utils.update_bn
+            was_training = pl_module.training
+            pl_module.train()
+            datamodule = trainer.datamodule
+            for x in datamodule.train_images().split(datamodule.batch_size):  # in order, without augmentation
+                pl_module(x.to(pl_module.device))
+            pl_module.train(was_training)
+            for norm, momentum in zip(norms, momenta, strict=True):
+                norm.momentum = momentum
+        # keep the averaged model's copy in step, so that checkpoints carry the recomputed statistics
+        for average, current in zip(self._average_model.module.buffers(), pl_module.buffers(), strict=True):
+            average.copy_(current)
+        self.swa_ckpt = str(self.dirpath / "swa.ckpt")
+        trainer.save_checkpoint(self.swa_ckpt, weights_only=True)

@@ -1,0 +1,130 @@
+"""Ensembles inside one run: snapshot ensembles, EMA and SWA, and the report they write."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+from pytorch_lightning import Callback
+
+from trainlab import run
+from trainlab.ensembles import ensemble_report
+from trainlab.ensembles.snapshot import snapshot_schedule
+from trainlab.train import train
+
+
+def test_report_averages_member_probabilities():
+    labels = torch.tensor([0, 1, 1])
+    a = torch.tensor([[0.9, 0.1], [0.6, 0.4], [0.2, 0.8]])  # right, wrong, right
+    b = torch.tensor([[0.4, 0.6], [0.1, 0.9], [0.3, 0.7]])  # wrong, right, right
+    report = ensemble_report([a, b], labels)  # mean: [0.65, 0.35], [0.35, 0.65], [0.25, 0.75] -> all right
+    assert report["test/acc_members"] == pytest.approx([2 / 3, 2 / 3])
+    assert report["test/acc_ensemble"] == 1.0 and report["ensemble_gain"] == pytest.approx(1 / 3)
+    expected_nll = -(math.log(0.65) + math.log(0.65) + math.log(0.75)) / 3
+    assert report["test/loss_ensemble"] == pytest.approx(expected_nll, rel=1e-6)
+
+
+def test_snapshot_schedule_restarts_the_cosine_every_cycle():
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.2)
+    sched = snapshot_schedule(opt, total_steps=40, cycles=4)
+    lrs = []
+    for _ in range(40):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    period = 10
+    expected = [0.1 * (math.cos(math.pi * (t % period) / period) + 1) for t in range(40)]
+    assert lrs == pytest.approx(expected)
+    assert [lrs[i] for i in (0, 10, 20, 30)] == pytest.approx([0.2] * 4)  # restarts at lr0
+
+
+def test_snapshot_run_saves_one_member_per_cycle_and_reports_their_average(make_cfg, tmp_path):
+    metrics = train(make_cfg("ensemble=snapshot", "ensemble.cycles=3", "trainer.max_epochs=6", "logger=csv"))
+    snaps = sorted((tmp_path / "snapshots").glob("snapshot_*.ckpt"))
+    assert [p.name for p in snaps] == ["snapshot_1.ckpt", "snapshot_2.ckpt", "snapshot_3.ckpt"]
+    # saved at the ends of the cycles: epochs 1, 3, 5 (0-based), where the learning rate is near its minimum
+    assert [torch.load(p, weights_only=True)["epoch"] for p in snaps] == [1, 3, 5]
+    assert metrics["members"] == 3 and len(metrics["test/acc_members"]) == 3
+    assert len(set(metrics["test/acc_members"])) > 1 or metrics["test/acc_members"][0] == 1.0
+    saved = json.loads((tmp_path / "metrics.json").read_text())
+    assert saved["ensemble_gain"] == pytest.approx(saved["test/acc_ensemble"] - saved["test/acc_members_mean"])
+    assert metrics["stop_reason"] == "max_epochs"  # early stopping is off for snapshot ensembles
+
+
+def test_snapshot_cycles_must_divide_the_epochs(make_cfg):
+    with pytest.raises(ValueError, match="ensemble.cycles=4 must divide trainer.max_epochs=6"):
+        train(make_cfg("ensemble=snapshot", "ensemble.cycles=4", "trainer.max_epochs=6", "logger=none"))
+
+
+class RecordWeights(Callback):
+    """The raw weights of the network's first layer after every optimizer step / at the end of every epoch."""
+
+    def __init__(self, key: str) -> None:
+        self.key, self.steps, self.epochs = key, [], []
+
+    def weight(self, pl_module) -> torch.Tensor:
+        return dict(pl_module.named_parameters())[self.key].detach().clone()
+
+    def on_train_batch_end(self, trainer, pl_module, *args) -> None:
+        self.steps.append(self.weight(pl_module))
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        self.epochs.append(self.weight(pl_module))
+
+
+def train_with_recorder(cfg, monkeypatch, key="net.layers.1.weight"):
+    recorder = RecordWeights(key)
+    build = run.build_callbacks
+    monkeypatch.setattr(run, "build_callbacks", lambda c: [recorder, *build(c)])
+    return train(cfg), recorder
+
+
+def test_ema_weights_equal_the_closed_form_average(make_cfg, monkeypatch):
+    decay = 0.9
+    cfg = make_cfg("ensemble=ema", f"ensemble.decay={decay}", "trainer.max_epochs=1", "optimizer=sgd", "logger=none")
+    metrics, recorder = train_with_recorder(cfg, monkeypatch)
+    ema = recorder.steps[0]  # torch's AveragedModel starts from the first weights it sees
+    for w in recorder.steps[1:]:
+        ema = decay * ema + (1 - decay) * w
+    tested = torch.load(metrics["best_ckpt"], weights_only=True)
+    assert torch.allclose(tested["state_dict"]["net.layers.1.weight"], ema, atol=1e-6)
+    assert torch.allclose(tested["current_model_state"]["net.layers.1.weight"], recorder.steps[-1], atol=1e-7)
+    assert metrics["members"] == 1 and metrics["test/acc"] == pytest.approx(metrics["test/acc_ensemble"])
+
+
+def test_swa_averages_epoch_weights_and_recomputes_batchnorm(make_cfg, monkeypatch, tmp_path):
+    cfg = make_cfg(
+        "ensemble=swa",
+        "ensemble.swa_epoch_start=0.5",
+        "trainer.max_epochs=4",
+        "model=resnet",
+        "model.depth=8",
+        "model.width=4",
+        "logger=none",
+    )
+    metrics, recorder = train_with_recorder(cfg, monkeypatch, key="net.stem.weight")
+    assert metrics["best_ckpt"].endswith("swa.ckpt")
+    swa = torch.load(metrics["best_ckpt"], weights_only=True)["state_dict"]
+    # the equal average of the weights at the ends of epochs 2 and 3 (from 0.5 x 4 epochs on)
+    assert len(recorder.epochs) == 4
+    assert torch.allclose(swa["net.stem.weight"], torch.stack(recorder.epochs[2:]).mean(0), atol=1e-6)
+    assert not torch.allclose(swa["net.stem.weight"], recorder.epochs[-1], atol=1e-6)
+    # BatchNorm statistics: a fresh cumulative pass over the training images with the averaged weights
+    module = run.build_module(cfg)
+    module.load_state_dict(swa)
+    norms = {n: m for n, m in module.named_modules() if isinstance(m, torch.nn.BatchNorm2d)}
+    for m in norms.values():
+        m.reset_running_stats()
+        m.momentum = None
+    dm = run.build_datamodule(cfg)
+    dm.setup()
+    module.train()
+    with torch.no_grad():
+        for x in dm.splits["train"][0].split(dm.batch_size):
+            module(x)
+    assert len(norms) > 3
+    for name, m in norms.items():
+        assert torch.allclose(swa[f"{name}.running_mean"], m.running_mean, atol=1e-5), name
+        assert torch.allclose(swa[f"{name}.running_var"], m.running_var, atol=1e-4), name
