@@ -128,3 +128,94 @@ def test_swa_averages_epoch_weights_and_recomputes_batchnorm(make_cfg, monkeypat
     for name, m in norms.items():
         assert torch.allclose(swa[f"{name}.running_mean"], m.running_mean, atol=1e-5), name
         assert torch.allclose(swa[f"{name}.running_var"], m.running_var, atol=1e-4), name
+
+
+def members_of(ensemble, make_member) -> list[torch.nn.Module]:
+    """Standalone copies of a vectorised ensemble's members, with their trained weights."""
+    out = []
+    for k in range(ensemble.size):
+        member = make_member()
+        state = {name: p[k] for name, p in zip(ensemble._names, ensemble.stacked, strict=True)}
+        member.load_state_dict(
+            state
+            | {
+                n: b[k]
+                for n, b in zip(
+                    ensemble._buffer_names,
+                    [getattr(ensemble, f"stacked_buffer_{i}") for i in range(len(ensemble._buffer_names))],
+                    strict=True,
+                )
+            }
+        )
+        out.append(member.eval())
+    return out
+
+
+def test_independent_ensemble_members_differ_and_their_average_is_the_prediction(make_cfg, tmp_path):
+    from trainlab.models.mlp import MLP
+
+    metrics = train(
+        make_cfg("ensemble=independent", "ensemble.size=3", "trainer.max_epochs=3", "model.width=32", "logger=none")
+    )
+    module = run.build_module(make_cfg("ensemble=independent", "ensemble.size=3", "model.width=32", subdir="m"))
+    module.load_state_dict(torch.load(metrics["best_ckpt"], weights_only=True)["state_dict"])
+    module.eval()
+    ensemble = module.net
+    assert ensemble.vectorized and metrics["members"] == 3
+    members = members_of(ensemble, lambda: MLP((1, 8, 8), 10, depth=2, width=32))
+    dm = run.build_datamodule(make_cfg(subdir="d"))
+    dm.setup()
+    x, y = dm.splits["test"]
+    with torch.no_grad():
+        inputs = module.preprocess(x)
+        one_by_one = torch.stack([m(inputs).softmax(-1) for m in members])
+        prediction = module(x).exp()  # the ensemble's output: log of the mean probability
+    assert torch.allclose(prediction, one_by_one.mean(0), atol=1e-5)
+    # members start from different seeds and end with different predictions
+    assert not torch.equal(one_by_one[0].argmax(-1), one_by_one[1].argmax(-1))
+    accs = [(p.argmax(-1) == y).float().mean().item() for p in one_by_one]
+    assert metrics["test/acc_members"] == pytest.approx(accs, abs=1e-6)
+    assert metrics["test/acc_ensemble"] == pytest.approx((one_by_one.mean(0).argmax(-1) == y).float().mean().item())
+
+
+def test_members_start_from_their_own_seeds(make_cfg):
+    from trainlab.ensembles.independent import IndependentEnsemble
+
+    net = run.build_net(make_cfg("ensemble=independent", "ensemble.size=3", "seed=10"))
+    assert isinstance(net, IndependentEnsemble)
+    first = net.stacked[0]  # the first layer's weights of the 3 members
+    assert not torch.equal(first[0], first[1]) and not torch.equal(first[1], first[2])
+    torch.manual_seed(11)  # member 1 is the network that seed 11 builds
+    single = run.build_net(make_cfg("seed=11", subdir="single"))
+    assert torch.equal(first[1], single.layers[1].weight)
+
+
+def test_vectorised_and_looped_members_compute_the_same(make_cfg):
+    from trainlab.ensembles.independent import IndependentEnsemble
+    from trainlab.models.mlp import MLP
+
+    members = []
+    for k in range(3):
+        torch.manual_seed(k)
+        members.append(MLP((1, 8, 8), 10, depth=2, width=16))
+    import copy
+
+    vec = IndependentEnsemble(copy.deepcopy(members)).eval()
+    loop = IndependentEnsemble(copy.deepcopy(members), vectorize=False).eval()
+    x = torch.rand(5, 1, 8, 8)
+    assert vec.vectorized and not loop.vectorized
+    assert torch.allclose(vec.member_logits(x), loop.member_logits(x), atol=1e-6)
+    assert torch.allclose(vec(x), loop(x), atol=1e-6)
+
+
+def test_weight_penalty_of_a_vectorised_ensemble_is_the_sum_over_members():
+    from trainlab.ensembles.independent import IndependentEnsemble
+    from trainlab.models.mlp import MLP
+    from trainlab.regularizers.penalties import WeightPenalty
+
+    members = [MLP((4,), 3, depth=1, width=5) for _ in range(3)]
+    import copy
+
+    ensemble = IndependentEnsemble(copy.deepcopy(members))
+    penalty = WeightPenalty(l1=0.1, l2=0.2)
+    assert penalty(ensemble).item() == pytest.approx(sum(penalty(m).item() for m in members), rel=1e-6)

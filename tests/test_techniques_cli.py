@@ -40,7 +40,7 @@ SWEEPS = {
         "model.channels=[8]",
     ],
     "preprocess": [f"preprocess={','.join(options('preprocess'))}"],
-    "ensemble": ["ensemble=ema,swa"],
+    "ensemble": ["ensemble=ema,swa,independent"],
     "ensemble-snapshot": ["ensemble=snapshot", "ensemble.cycles=1"],
     "augment": [
         f"augment={','.join(options('augment')).replace('color_jitter,', '')},[hflip,crop,cutout]",

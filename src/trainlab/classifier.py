@@ -121,8 +121,13 @@ class Classifier(LightningModule):
         if self.mixing:
             x, target = self.mixing(x, hard_labels(y))
         logits = self.net(x)
-        loss = self.loss(logits, target, self.label_smoothing)
-        self.train_loss.update(loss.detach(), weight=len(x))
+        if logits.ndim == 3:  # an ensemble's members [K, N, C]: each learns from its own loss
+            loss = sum(self.loss(member, target, self.label_smoothing) for member in logits)
+            self.train_loss.update(loss.detach() / len(logits), weight=len(x))  # the mean member's loss
+            logits = torch.logsumexp(logits.detach().log_softmax(-1), dim=0)  # the ensemble's prediction
+        else:
+            loss = self.loss(logits, target, self.label_smoothing)
+            self.train_loss.update(loss.detach(), weight=len(x))
         self.train_acc.update(logits.detach(), hard_labels(y))
         bad = ~torch.isfinite(loss.detach()) & (self.first_bad_step < 0)
         self.first_bad_step = torch.where(bad, self.trainer.global_step, self.first_bad_step)

@@ -24,7 +24,18 @@ from trainlab.classifier import SCHEDULER_KEYS, Classifier
 log = logging.getLogger("trainlab")
 
 #: the parts of the config that define the model and data, stored in every checkpoint
-MODEL_KEYS = ("data", "preprocess", "augment", "model", "activation", "init", "regularizer", "optimizer", "scheduler")
+MODEL_KEYS = (
+    "data",
+    "preprocess",
+    "augment",
+    "model",
+    "activation",
+    "init",
+    "regularizer",
+    "ensemble",
+    "optimizer",
+    "scheduler",
+)
 #: regularizers that are loss terms (handled by the LightningModule)
 PENALTIES = ("l1", "l2", "elastic_net")
 #: regularizers that are layers: passed to the network's constructor as keyword arguments of the same name
@@ -114,6 +125,27 @@ def model_options() -> dict[str, str]:
 
 
 def build_net(cfg: DictConfig, input_shape: tuple[int, ...] | None = None) -> torch.nn.Module:
+    """The network; with ``ensemble=independent`` an :class:`IndependentEnsemble` of ``ensemble.size`` of them,
+    member k built and initialised from seed ``seed + k``."""
+    ensemble = cfg.get("ensemble") or {}
+    if ensemble.get("kind") != "independent":
+        return build_single_net(cfg, input_shape)
+    from trainlab.ensembles.independent import IndependentEnsemble
+
+    size = int(ensemble.get("size", 5))
+    if size < 2:
+        raise ValueError(f"ensemble.size={size} must be >= 2")
+    base_seed = cfg.get("seed") if cfg.get("seed") is not None else int(torch.initial_seed() % 2**31)
+    state = torch.get_rng_state()
+    members = []
+    for k in range(size):
+        torch.manual_seed(base_seed + k)
+        members.append(build_single_net(cfg, input_shape))
+    torch.set_rng_state(state)
+    return IndependentEnsemble(members, vectorize=bool(ensemble.get("vectorize", True)))
+
+
+def build_single_net(cfg: DictConfig, input_shape: tuple[int, ...] | None = None) -> torch.nn.Module:
     """The network: ``model`` built with the ``activation`` and the layer regularizers, then ``init`` applied.
 
     A layer regularizer (dropout, dropconnect, fractional_pool, ...) reaches the network as the constructor

@@ -65,10 +65,17 @@ def run_report(
         callback = next(c for c in trainer.callbacks if isinstance(c, SnapshotEnsemble))
         probs = [test_probabilities(module, load(path)["state_dict"], x, batch) for path in callback.members()]
         return ensemble_report(probs, y)
+    if kind == "independent":
+        tested = load(tested_ckpt)
+        module.load_state_dict(tested["state_dict"])
+        module.eval()
+        with torch.no_grad():
+            logits = torch.cat([module.net.member_logits(module.preprocess(c)) for c in x.split(batch)], dim=1)
+        return ensemble_report(list(logits.softmax(-1)), y)
     if kind in ("ema", "swa"):
         tested = load(tested_ckpt)
         averaged = test_probabilities(module, tested["state_dict"], x, batch)
         raw_state = tested.get("current_model_state") or load(last_ckpt)["current_model_state"]
         raw = test_probabilities(module, raw_state, x, batch)
         return ensemble_report([raw], y, ensemble_probs=averaged)
-    raise ValueError(f"ensemble.kind={kind!r}: choose one of snapshot, ema, swa")
+    raise ValueError(f"ensemble.kind={kind!r}: choose one of independent, snapshot, ema, swa")

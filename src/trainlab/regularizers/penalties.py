@@ -26,6 +26,16 @@ def penalized_parameters(net: nn.Module, include_bias: bool = False, include_nor
     """The parameters a weight penalty applies to."""
     chosen, seen = [], set()
     for module in net.modules():
+        if getattr(module, "vectorized", False):  # an IndependentEnsemble's stacked parameters: judge by the names
+            base = module._base[0]
+            for name, param in zip(module._names, module.stacked, strict=True):
+                owner = base.get_submodule(name.rpartition(".")[0])
+                if (isinstance(owner, NORMS) and not include_norm) or (name.endswith("bias") and not include_bias):
+                    seen.add(id(param))
+                    continue
+                seen.add(id(param))
+                chosen.append(param)
+            continue
         is_norm = isinstance(module, NORMS)
         for name, param in module.named_parameters(recurse=False):
             if id(param) in seen or not param.requires_grad:
