@@ -15,6 +15,7 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
 
+from trainlab.classifier import Classifier
 from trainlab.train import CONFIG_DIR
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -74,3 +75,24 @@ def run_cli(args: list[str], cwd: Path, env: dict | None = None, timeout: int = 
 
 def read_metrics(run_dir: Path) -> dict:
     return json.loads((Path(run_dir) / "metrics.json").read_text())
+
+
+SCRIPT = [0.50, 0.70, 0.60, 0.65, 0.69, 0.30, 0.90, 0.95]  # best at epoch 1, then 3 epochs without improvement
+
+
+@pytest.fixture
+def scripted_val_acc(monkeypatch):
+    """Make val/acc follow SCRIPT, epoch by epoch (the rest of training is real)."""
+    original = Classifier._log_epoch
+
+    def log_epoch(self, stage, loss_metric, acc_metric):
+        if stage != "val" or self.trainer.sanity_checking:
+            return original(self, stage, loss_metric, acc_metric)
+        acc = torch.tensor(SCRIPT[self.current_epoch])
+        self.log("val/loss", loss_metric.compute(), prog_bar=True, sync_dist=True)
+        self.log("val/acc", acc, prog_bar=True, sync_dist=True)
+        loss_metric.reset()
+        acc_metric.reset()
+        return acc
+
+    monkeypatch.setattr(Classifier, "_log_epoch", log_epoch)

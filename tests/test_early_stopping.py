@@ -8,28 +8,8 @@ import math
 import pytest
 import torch
 
-from trainlab.classifier import Classifier, DivergenceError
+from trainlab.classifier import DivergenceError
 from trainlab.train import train
-
-SCRIPT = [0.50, 0.70, 0.60, 0.65, 0.69, 0.30, 0.90, 0.95]  # best at epoch 1, then 3 epochs without improvement
-
-
-@pytest.fixture
-def scripted_val_acc(monkeypatch):
-    """Make val/acc follow SCRIPT, epoch by epoch (the rest of training is real)."""
-    original = Classifier._log_epoch
-
-    def log_epoch(self, stage, loss_metric, acc_metric):
-        if stage != "val" or self.trainer.sanity_checking:
-            return original(self, stage, loss_metric, acc_metric)
-        acc = torch.tensor(SCRIPT[self.current_epoch])
-        self.log("val/loss", loss_metric.compute(), prog_bar=True, sync_dist=True)
-        self.log("val/acc", acc, prog_bar=True, sync_dist=True)
-        loss_metric.reset()
-        acc_metric.reset()
-        return acc
-
-    monkeypatch.setattr(Classifier, "_log_epoch", log_epoch)
 
 
 def test_early_stopping_stops_after_patience_and_tests_the_best_epoch(make_cfg, tmp_path, scripted_val_acc):

@@ -130,7 +130,7 @@ class Classifier(LightningModule):
             self.train_loss.update(loss.detach(), weight=len(x))
         self.train_acc.update(logits.detach(), hard_labels(y))
         bad = ~torch.isfinite(loss.detach()) & (self.first_bad_step < 0)
-        self.first_bad_step = torch.where(bad, self.trainer.global_step, self.first_bad_step)
+        self.first_bad_step = torch.where(bad, self.global_step, self.first_bad_step)
         if self.penalty is not None:
             reg = self.penalty(self.net)
             self.train_reg_loss.update(reg.detach())
