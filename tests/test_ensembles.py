@@ -219,3 +219,14 @@ def test_weight_penalty_of_a_vectorised_ensemble_is_the_sum_over_members():
     ensemble = IndependentEnsemble(copy.deepcopy(members))
     penalty = WeightPenalty(l1=0.1, l2=0.2)
     assert penalty(ensemble).item() == pytest.approx(sum(penalty(m).item() for m in members), rel=1e-6)
+
+
+@pytest.mark.parametrize("kind", ["independent", "ema"])
+def test_eval_rebuilds_an_ensemble_run_from_its_checkpoint(make_cfg, kind):
+    from trainlab.eval import evaluate
+
+    extra = ["ensemble.size=2"] if kind == "independent" else []
+    trained = train(make_cfg(f"ensemble={kind}", *extra, "trainer.max_epochs=2", "logger=none", subdir="t"))
+    evaluated = evaluate(make_cfg(f"ckpt_path={trained['best_ckpt']}", config_name="eval", subdir="e"))
+    assert float(evaluated["test/acc"]) == pytest.approx(float(trained["test/acc"]), abs=1e-7)
+    assert float(trained["test/acc"]) == pytest.approx(trained["test/acc_ensemble"], abs=1e-7)
