@@ -97,6 +97,8 @@ class Classifier(LightningModule):
         self.register_buffer("first_bad_step", torch.tensor(-1), persistent=False)
         self.val_acc_best = MaxMetric()
         self.val_acc_best.persistent(True)  # saved in checkpoints, so a resumed run keeps its best
+        #: per-epoch train/val loss and accuracy (for curves.png and the diagnosis); stored in checkpoints
+        self.history: list[dict[str, float]] = []
 
     def forward(self, x: Tensor) -> Tensor:
         return self.net(self.preprocess(x))
@@ -165,6 +167,9 @@ class Classifier(LightningModule):
     def on_train_epoch_end(self) -> None:
         self._check_divergence()
         self._log_epoch("train", self.train_loss, self.train_acc)
+        metrics = self.trainer.callback_metrics  # this epoch's values, already reduced: one host sync per epoch
+        keys = ("train/loss", "train/acc", "val/loss", "val/acc")
+        self.history.append({"epoch": self.current_epoch} | {k: float(metrics[k]) for k in keys if k in metrics})
         if self.penalty is not None:
             self.log("train/reg_loss", self.train_reg_loss.compute(), sync_dist=True)
             self.train_reg_loss.reset()
@@ -210,12 +215,13 @@ class Classifier(LightningModule):
 
     # ---- checkpoints carry the config and the random state ----
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint["trainlab"] = {"config": self.config, "rng": _rng_state()}
+        checkpoint["trainlab"] = {"config": self.config, "rng": _rng_state(), "history": self.history}
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         rng = checkpoint.get("trainlab", {}).get("rng")
         if rng is not None and self.trainer.state.fn == "fit":
             _set_rng_state(rng)
+            self.history = list(checkpoint["trainlab"].get("history", []))
 
 
 def _rng_state() -> dict[str, Any]:

@@ -106,6 +106,12 @@ def fit_and_test(cfg: DictConfig, trainer, model, datamodule) -> dict[str, Any]:
             for logger in trainer.loggers:
                 logger.log_metrics({k: v for k, v in report.items() if isinstance(v, float)})
 
+    history = list(model.history)
+    if history and trainer.is_global_zero and (cfg.get("extras") or {}).get("curves", True):
+        from trainlab.curves import diagnose, plot_curves
+
+        metrics["diagnosis"] = diagnose(history)
+        plot_curves(history, Path(cfg.paths.output_dir) / "curves.png", title=metrics["diagnosis"])
     metrics.update(
         status="completed",
         stop_reason=stop_reason,
