@@ -51,6 +51,12 @@ def test_snapshot_run_saves_one_member_per_cycle_and_reports_their_average(make_
     saved = json.loads((tmp_path / "metrics.json").read_text())
     assert saved["ensemble_gain"] == pytest.approx(saved["test/acc_ensemble"] - saved["test/acc_members_mean"])
     assert metrics["stop_reason"] == "max_epochs"  # early stopping is off for snapshot ensembles
+    # the learning rate at each epoch's start: a restart at lr0 every 2 epochs, half-way down the cosine between
+    import csv
+
+    with open(tmp_path / "csv" / "metrics.csv") as f:
+        lrs = [float(r["lr-Adam"]) for r in csv.DictReader(f) if r.get("lr-Adam")]
+    assert lrs == pytest.approx([1e-3, 5e-4] * 3, rel=1e-6)
 
 
 def test_snapshot_cycles_must_divide_the_epochs(make_cfg):

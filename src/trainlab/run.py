@@ -256,6 +256,16 @@ def build_module(cfg: DictConfig) -> Classifier:
     mixing, label_smoothing = build_mixing(cfg)
     scheduler_cfg = cfg.get("scheduler")
     scheduler, interval, monitor = None, "epoch", None
+    ensemble = cfg.get("ensemble") or {}
+    if ensemble.get("kind") == "snapshot":  # snapshot ensembles bring their own cyclic learning rate
+        from functools import partial
+
+        from trainlab.ensembles.snapshot import snapshot_schedule
+
+        if scheduler_cfg:
+            log.info("ensemble=snapshot: its cyclic cosine schedule replaces the configured scheduler")
+        scheduler_cfg = None
+        scheduler, interval = partial(snapshot_schedule, total_steps=None, cycles=int(ensemble.cycles)), "step"
     if scheduler_cfg:
         scheduler_cfg = OmegaConf.to_container(scheduler_cfg, resolve=True)
         interval = scheduler_cfg.pop("interval", "epoch")
