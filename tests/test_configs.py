@@ -32,7 +32,8 @@ def test_every_group_the_template_promises_exists():
         "extras": {"default"},
         "activation": {"sigmoid", "tanh", "relu", "leaky_relu", "prelu", "elu", "selu", "maxout", "gelu", "silu"},
         "init": {"default", "zeros", "small_random", "xavier", "glorot", "kaiming", "lecun", "orthogonal"},
-        "ensemble": {"snapshot", "ema", "swa"},
+        "ensemble": {"independent", "snapshot", "ema", "swa"},
+        "recipe": {"initial_loss"},
         "preprocess": {"none", "zero_center", "normalize", "pca", "pca_whiten", "zca_whiten"},
         "augment": {"hflip", "vflip", "crop", "scale", "color_jitter", "translate", "rotate", "cutout"},
         "regularizer": {
@@ -134,6 +135,7 @@ def test_callbacks_option_instantiates(make_cfg, name):
             "LearningRateMonitor",
             "RichProgressBar",
             "RichModelSummary",
+            "InitialLossCheck",
         }
         ckpt = next(c for c in callbacks if type(c).__name__ == "ModelCheckpoint")
         assert ckpt.monitor == "val/acc" and ckpt.mode == "max" and ckpt.save_last and ckpt.save_top_k == 1
@@ -144,7 +146,7 @@ def test_callbacks_option_instantiates(make_cfg, name):
 def test_callbacks_that_contradict_the_trainer_are_dropped(make_cfg):
     cfg = make_cfg("logger=none")  # QUIET turns off the progress bar and the summary
     names = {type(c).__name__ for c in run.build_callbacks(cfg)}
-    assert names == {"ModelCheckpoint", "EarlyStopping"}
+    assert names == {"ModelCheckpoint", "EarlyStopping", "InitialLossCheck"}
 
 
 def test_a_callback_can_be_removed_by_name(make_cfg):

@@ -45,6 +45,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     datamodule = run.build_datamodule(cfg)
     log.info(f"Instantiating model <{cfg.model._target_}>")
     model = run.build_module(cfg)
+    if cfg.get("recipe"):
+        return run_recipe(cfg, datamodule, model)
     callbacks = run.build_callbacks(cfg)
     loggers = run.build_loggers(cfg)
     trainer: pl.Trainer = run.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
@@ -65,6 +67,30 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     if trainer.is_global_zero:
         run.write_metrics(cfg, _ordered(metrics))
     return metrics
+
+
+def run_recipe(cfg: DictConfig, datamodule, model) -> dict[str, Any]:
+    """``recipe=initial_loss``: the check alone, written to ``initial_loss.json``."""
+    import json
+
+    from trainlab.recipe import initial_loss
+
+    if cfg.recipe.name != "initial_loss":
+        raise ValueError(f"recipe={cfg.recipe.name!r}: choose initial_loss")
+    datamodule.setup("fit")
+    if hasattr(model.preprocess, "fit"):
+        model.preprocess.fit(datamodule.train_images())
+    result = initial_loss(model, datamodule, int(cfg.recipe.batches), float(cfg.recipe.tolerance))
+    path = Path(cfg.paths.output_dir) / "initial_loss.json"
+    path.write_text(json.dumps(result, indent=2) + "\n")
+    (log.info if result["ok"] else log.error)(f"{result['message']} ({path})")
+    if not result["ok"]:
+        raise RecipeCheckFailed(result["message"])
+    return result
+
+
+class RecipeCheckFailed(RuntimeError):
+    """A recipe check found a problem; its message says which and what to try."""
 
 
 def fit_and_test(cfg: DictConfig, trainer, model, datamodule) -> dict[str, Any]:
@@ -214,6 +240,8 @@ def main(cfg: DictConfig) -> float | None:
 
     try:
         metrics = train(cfg)
+    except RecipeCheckFailed:
+        sys.exit(1)
     except DivergenceError as err:
         log.error(str(err))
         if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
