@@ -125,31 +125,17 @@ def evaluate_ensemble(cfg: DictConfig, paths: list[str]) -> dict[str, Any]:
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     x_test, y_test = (t.to(device) for t in datamodule.splits["test"])
 
-    member_probs, member_acc = [], []
+    from trainlab.ensembles import ensemble_report, test_probabilities
+
+    member_probs = []
     for path, saved in zip(paths, configs, strict=True):
-        member_cfg = with_saved_config(cfg, saved, run.MODEL_KEYS)
-        module = run.build_module(member_cfg)
-        module.load_state_dict(run.load_checkpoint(path)["state_dict"])
-        module.to(device).eval()
-        with torch.no_grad():
-            probs = torch.cat([module(x).softmax(-1) for x in x_test.split(datamodule.eval_batch_size)])
-        member_probs.append(probs)
-        member_acc.append((probs.argmax(-1) == y_test).float().mean().item())
-        log.info(f"member {path}: test/acc {member_acc[-1]:.4f}")
-    mean_probs = torch.stack(member_probs).mean(0)
-    acc = (mean_probs.argmax(-1) == y_test).float().mean().item()
-    nll = torch.nn.functional.nll_loss(mean_probs.clamp_min(1e-12).log(), y_test).item()
-    members_mean = sum(member_acc) / len(member_acc)
-    metrics: dict[str, Any] = {
-        "test/acc": acc,
-        "test/acc_ensemble": acc,
-        "test/loss_ensemble": nll,
-        "test/acc_members_mean": members_mean,
-        "ensemble_gain": acc - members_mean,
-        "test/acc_members": member_acc,
-        "members": len(paths),
-        "ckpt_path": paths,
-    }
+        module = run.build_module(with_saved_config(cfg, saved, run.MODEL_KEYS)).to(device)
+        state = run.load_checkpoint(path)["state_dict"]
+        member_probs.append(test_probabilities(module, state, x_test, datamodule.eval_batch_size))
+    report = ensemble_report(member_probs, y_test)
+    for path, acc in zip(paths, report["test/acc_members"], strict=True):
+        log.info(f"member {path}: test/acc {acc:.4f}")
+    metrics: dict[str, Any] = {"test/acc": report["test/acc_ensemble"], **report, "ckpt_path": paths}
     loggers = run.build_loggers(cfg)
     for lg in loggers:
         lg.log_metrics({k: v for k, v in metrics.items() if isinstance(v, float)})
