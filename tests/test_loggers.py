@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import struct
+import time
 from pathlib import Path
 
 import pytest
@@ -31,6 +32,8 @@ def read_wandb_records(run_file: Path) -> list:
             pos += block - pos % block
             continue
         _crc, length, kind = struct.unpack("<IHB", data[pos : pos + 7])
+        if pos + 7 + length > len(data):  # a chunk still being written
+            break
         chunk = data[pos + 7 : pos + 7 + length]
         pos += 7 + length
         if kind == 0 and length == 0:
@@ -44,11 +47,22 @@ def read_wandb_records(run_file: Path) -> list:
     return records
 
 
+def complete_records(run_file: Path, timeout: float = 30.0) -> list:
+    """The run file's records once W&B has finished writing it (its last record is ``exit``): the W&B service
+    writes offline runs asynchronously, so ``finish()`` can return a moment before the file is complete."""
+    deadline = time.monotonic() + timeout
+    while True:
+        records = read_wandb_records(run_file)
+        if any(r.WhichOneof("record_type") == "exit" for r in records) or time.monotonic() > deadline:
+            return records
+        time.sleep(0.2)
+
+
 def wandb_run(run_dir: Path) -> dict:
     files = list(run_dir.glob("wandb/offline-run-*/run-*.wandb"))
     assert len(files) == 1, files
     history, config, run = [], {}, None
-    for record in read_wandb_records(files[0]):
+    for record in complete_records(files[0]):
         kind = record.WhichOneof("record_type")
         if kind == "history":
             history.append(
