@@ -99,6 +99,8 @@ class Classifier(LightningModule):
         self.val_acc_best.persistent(True)  # saved in checkpoints, so a resumed run keeps its best
         #: per-epoch train/val loss and accuracy (for curves.png and the diagnosis); stored in checkpoints
         self.history: list[dict[str, float]] = []
+        #: stop training when the loss turns NaN/inf (off for the learning-rate range test, which diverges on purpose)
+        self.divergence_guard = True
 
     def forward(self, x: Tensor) -> Tensor:
         return self.net(self.preprocess(x))
@@ -186,7 +188,7 @@ class Classifier(LightningModule):
 
     def _check_divergence(self) -> None:
         """Stop before the diverged weights are validated or checkpointed, so the last checkpoint stays good."""
-        if self.trainer.sanity_checking or not self.training:
+        if self.trainer.sanity_checking or not self.training or not self.divergence_guard:
             return
         step = int(self.first_bad_step)  # one host synchronisation per epoch
         if step >= 0:

@@ -67,3 +67,163 @@ class InitialLossCheck(Callback):
         for logger in trainer.loggers:
             logger.log_metrics({"train/initial_loss": result["loss"]}, step=0)
         (log.info if result["ok"] else log.warning)(result["message"])
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Step 2: overfit a small sample
+# ---------------------------------------------------------------------------------------------------------------
+def overfit_small_sample(
+    module,
+    datamodule,
+    samples: int = 128,
+    max_epochs: int = 300,
+    target_acc: float = 1.0,
+) -> dict[str, Any]:
+    """Train ``module`` on the first ``samples`` training examples until it classifies all of them correctly.
+
+    The lecture's step 2: a model that cannot reach 100% training accuracy on a few batches, with regularization
+    off, has a bug, a learning rate far off, or a bad initialisation. Mini-batches of the data module's batch size,
+    the module's own optimizer (no schedule), no augmentation; the accuracy is measured in eval mode on the whole
+    sample after every epoch. Like Lightning's ``overfit_batches`` (``debug=overfit``), but it stops as soon as the
+    target is reached and diagnoses a failure:
+
+    * loss not finite or rising: the learning rate is too high (or the init is bad);
+    * loss flat (fell by less than 10%): the learning rate is too low (or the init is bad);
+    * loss fell but not to 100%: train longer (``recipe.max_epochs``) or use a bigger model.
+    """
+    x_all, y_all = datamodule.splits["train"]
+    x, y = x_all[:samples].to(module.device), y_all[:samples].to(module.device)
+    batch_size = min(int(datamodule.batch_size), len(x))
+    optimizer = module.optimizer_factory(params=[p for p in module.parameters() if p.requires_grad])
+    lr = optimizer.param_groups[0]["lr"]
+
+    def evaluate() -> tuple[float, float]:
+        module.eval()
+        with torch.no_grad():
+            logits = module(x)
+            loss, acc = module.loss(logits, y).item(), (logits.argmax(-1) == y).float().mean().item()
+        module.train()
+        return loss, acc
+
+    loss0, acc = evaluate()
+    losses, accs, epochs = [loss0], [acc], 0
+    module.train()
+    while acc < target_acc and epochs < max_epochs and math.isfinite(losses[-1]):
+        for start in range(0, len(x), batch_size):
+            loss = module.loss(module(x[start : start + batch_size]), y[start : start + batch_size])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+        epochs += 1
+        loss, acc = evaluate()
+        losses.append(loss)
+        accs.append(acc)
+    ok = acc >= target_acc
+    final = losses[-1]
+    if ok:
+        message = f"reached {acc:.0%} training accuracy on {len(x)} samples in {epochs} epochs: the model can learn"
+    elif not math.isfinite(final) or final > 1.5 * loss0:
+        message = (
+            f"the loss exploded (from {loss0:.3g} to {final:.3g}) and training accuracy is {acc:.1%} after "
+            f"{epochs} epochs: the learning rate is too high (optimizer.lr={lr:.3g}; try {lr / 10:.3g}) "
+            "or the initialisation is bad"
+        )
+    elif final > 0.9 * loss0:
+        message = (
+            f"the loss is flat (from {loss0:.3g} to {final:.3g}) and training accuracy is {acc:.1%} after {epochs} "
+            f"epochs: the learning rate is too low (optimizer.lr={lr:.3g}; try {lr * 10:.3g}) "
+            "or the initialisation is bad"
+        )
+    else:
+        message = (
+            f"the loss fell (from {loss0:.3g} to {final:.3g}) but training accuracy is {acc:.1%} after {epochs} "
+            "epochs: train longer (recipe.max_epochs) or use a bigger model"
+        )
+    return {
+        "ok": ok,
+        "train_acc": acc,
+        "epochs": epochs,
+        "samples": len(x),
+        "lr": lr,
+        "loss_start": loss0,
+        "loss_end": final,
+        "losses": losses,
+        "train_accs": accs,
+        "message": message,
+    }
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Step 3: learning-rate range test
+# ---------------------------------------------------------------------------------------------------------------
+def lr_find(
+    trainer,
+    module,
+    datamodule,
+    min_lr: float = 1e-6,
+    max_lr: float = 1.0,
+    num_training: int = 100,
+    mode: str = "exponential",
+) -> tuple[dict[str, Any], Any]:
+    """The learning-rate range test (Smith 2017, "Cyclical learning rates", section 3.3), run by Lightning's tuner.
+
+    The learning rate grows from ``min_lr`` to ``max_lr`` over ``num_training`` optimizer steps on the training
+    data; the loss (exponentially smoothed, as Lightning records it) is kept for every step. The suggestion is
+    Lightning's: the learning rate where the smoothed loss falls fastest. The search stops early once the loss is
+    4x its best. Returns the results and Lightning's ``_LRFinder`` (for its plot).
+    """
+    from pytorch_lightning.tuner import Tuner
+
+    finder = Tuner(trainer).lr_find(
+        module,
+        datamodule=datamodule,
+        min_lr=min_lr,
+        max_lr=max_lr,
+        num_training=num_training,
+        mode=mode,
+        update_attr=False,
+    )
+    lrs = [float(v) for v in finder.results["lr"]]
+    losses = [float(v) for v in finder.results["loss"]]
+    suggested = finder.suggestion() if len(losses) > 11 else None
+    # Lightning's smoothing under-reads its first points (its bias correction counts one step too many)
+    finite = [(lr, loss) for lr, loss in list(zip(lrs, losses, strict=True))[10:] if math.isfinite(loss)]
+    lowest = min(finite, key=lambda p: p[1])[0] if finite else None
+    result = {
+        "suggested_lr": suggested,
+        "lowest_loss_lr": lowest,
+        "min_lr": min_lr,
+        "max_lr": max_lr,
+        "steps": len(losses),
+        "stopped_early": len(losses) < num_training,
+        "lrs": lrs,
+        "losses": losses,
+    }
+    if suggested is None:
+        result["message"] = "no suggestion: too few steps before the loss diverged; lower recipe.max_lr"
+    else:
+        result["message"] = (
+            f"suggested learning rate {suggested:.3g} (steepest fall of the loss); the loss was lowest at "
+            f"{lowest:.3g}. Try optimizer.lr={suggested:.3g}, then search around it: -m hparams_search=coarse"
+        )
+    return result, finder
+
+
+def plot_lr_find(result: dict[str, Any], path) -> None:
+    """Loss against learning rate on a log axis, the suggestion marked."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    # the first 10 points are left out, as in the suggestion: Lightning's smoothing under-reads them
+    ax.plot(result["lrs"][10:], result["losses"][10:], color="C0")
+    if result.get("suggested_lr"):
+        ax.axvline(result["suggested_lr"], color="C3", ls="--", label=f"suggested {result['suggested_lr']:.2g}")
+        ax.legend()
+    ax.set(xscale="log", xlabel="learning rate", ylabel="training loss (smoothed)", title="learning-rate range test")
+    ax.grid(True, which="both", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

@@ -41,12 +41,12 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     if cfg.get("ckpt_path"):
         run.load_checkpoint(cfg.ckpt_path)  # fail now, not after building everything, when it is unusable
 
+    if cfg.get("recipe"):
+        return run_recipe(cfg)
     log.info(f"Instantiating datamodule <{cfg.data._target_}>")
     datamodule = run.build_datamodule(cfg)
     log.info(f"Instantiating model <{cfg.model._target_}>")
     model = run.build_module(cfg)
-    if cfg.get("recipe"):
-        return run_recipe(cfg, datamodule, model)
     callbacks = run.build_callbacks(cfg)
     loggers = run.build_loggers(cfg)
     trainer: pl.Trainer = run.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
@@ -69,21 +69,80 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     return metrics
 
 
-def run_recipe(cfg: DictConfig, datamodule, model) -> dict[str, Any]:
-    """``recipe=initial_loss``: the check alone, written to ``initial_loss.json``."""
+RECIPES = ("initial_loss", "overfit", "lr_find")
+
+
+def recipe_config(cfg: DictConfig) -> DictConfig:
+    """The run config a recipe step measures: regularization off (steps 1 and 2), or small weight decay (step 3).
+
+    Every step drops in-run ensembles (one model is checked). Steps 1 and 2 also drop every regularizer, the
+    augmentation and the optimizer's weight decay, as the lecture says; step 3 keeps the model as configured and
+    sets the optimizer's weight decay to ``recipe.weight_decay``.
+    """
+    from omegaconf import OmegaConf, open_dict
+
+    name = cfg.recipe.get("name")
+    if name not in RECIPES:
+        raise ValueError(f"recipe={name!r} is not a recipe step; choose one of {', '.join(RECIPES)}")
+    cfg = OmegaConf.create(OmegaConf.to_container(cfg, resolve=False))
+    with open_dict(cfg):
+        cfg.ensemble = None
+        if name == "lr_find":
+            weight_decay = cfg.recipe.get("weight_decay")
+            if weight_decay is not None and "weight_decay" in cfg.optimizer:
+                cfg.optimizer.weight_decay = weight_decay
+        else:
+            cfg.regularizer = {}
+            cfg.augment = {}
+            if "weight_decay" in cfg.optimizer:
+                cfg.optimizer.weight_decay = 0.0
+    return cfg
+
+
+def run_recipe(cfg: DictConfig) -> dict[str, Any]:
+    """``recipe=initial_loss|overfit|lr_find``: one step of the lecture's recipe, written to ``<step>.json``.
+
+    Exits with status 1 (:class:`RecipeCheckFailed`) when a check fails, with the message saying which way.
+    """
     import json
 
-    from trainlab.recipe import initial_loss
+    from trainlab import recipe, run
 
-    if cfg.recipe.name != "initial_loss":
-        raise ValueError(f"recipe={cfg.recipe.name!r}: choose initial_loss")
+    cfg = recipe_config(cfg)
+    name = cfg.recipe.name
+    out_dir = Path(cfg.paths.output_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    datamodule = run.build_datamodule(cfg)
+    model = run.build_module(cfg)
     datamodule.setup("fit")
     if hasattr(model.preprocess, "fit"):
         model.preprocess.fit(datamodule.train_images())
-    result = initial_loss(model, datamodule, int(cfg.recipe.batches), float(cfg.recipe.tolerance))
-    path = Path(cfg.paths.output_dir) / "initial_loss.json"
+    if name == "initial_loss":
+        result = recipe.initial_loss(model, datamodule, int(cfg.recipe.batches), float(cfg.recipe.tolerance))
+    elif name == "overfit":
+        result = recipe.overfit_small_sample(
+            model, datamodule, int(cfg.recipe.samples), int(cfg.recipe.max_epochs), float(cfg.recipe.target_acc)
+        )
+    else:
+        trainer = run.instantiate(
+            cfg.trainer, callbacks=[], logger=False, enable_checkpointing=False, enable_model_summary=False
+        )
+        model.divergence_guard = False  # the range test drives the loss to divergence on purpose
+        result, _ = recipe.lr_find(
+            trainer,
+            model,
+            datamodule,
+            min_lr=float(cfg.recipe.min_lr),
+            max_lr=float(cfg.recipe.max_lr),
+            num_training=int(cfg.recipe.num_training),
+            mode=str(cfg.recipe.mode),
+        )
+        result["weight_decay"] = cfg.optimizer.get("weight_decay")
+        recipe.plot_lr_find(result, out_dir / "lr_find.png")
+        result["ok"] = result["suggested_lr"] is not None
+    path = out_dir / f"{name}.json"
     path.write_text(json.dumps(result, indent=2) + "\n")
-    (log.info if result["ok"] else log.error)(f"{result['message']} ({path})")
+    (log.info if result["ok"] else log.error)(f"{name}: {result['message']} ({path})")
     if not result["ok"]:
         raise RecipeCheckFailed(result["message"])
     return result
