@@ -290,6 +290,19 @@ def _ddp_children_join_this_run(trainer) -> Iterator[None]:
             os.environ.pop(key, None)
 
 
+def _record_failure(cfg: DictConfig, err: BaseException) -> None:
+    """``metrics.json`` with ``status: failed`` and the error, for a job of a multirun that raised."""
+    import json
+
+    path = Path(cfg.paths.output_dir) / "metrics.json"
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        facts = {"status": "failed", "error": f"{type(err).__name__}: {err}", "seed": cfg.get("seed")}
+        path.write_text(json.dumps(facts, indent=2) + "\n")
+    except OSError as write_err:  # an unwritable run dir: the log has the error already
+        log.error(f"could not write {path}: {write_err}")
+
+
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
 def main(cfg: DictConfig) -> float | None:
     from hydra.core.hydra_config import HydraConfig
@@ -297,15 +310,25 @@ def main(cfg: DictConfig) -> float | None:
 
     from trainlab.classifier import DivergenceError
 
+    multirun = HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
     try:
         metrics = train(cfg)
     except RecipeCheckFailed:
+        if multirun:
+            return float("nan")
         sys.exit(1)
     except DivergenceError as err:
         log.error(str(err))
-        if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
+        if multirun:
             return float("nan")  # this job failed; the sweep goes on (its metrics.json says why)
         sys.exit(1)
+    except Exception as err:
+        if not multirun:
+            raise
+        # one failing job of a sweep does not stop the others; its metrics.json says why it failed
+        log.exception(f"this job failed, the sweep goes on: {type(err).__name__}: {err}")
+        _record_failure(cfg, err)
+        return float("nan")
     value = metrics.get(cfg.get("optimized_metric") or "")
     return None if value is None else float(value)
 
