@@ -21,6 +21,27 @@ def test_initial_loss_of_a_fresh_model_is_about_ln_c(make_cfg, tmp_path):
     assert not (tmp_path / "checkpoints").exists()  # the check trains nothing
 
 
+@pytest.mark.parametrize("classes", [10, 100])
+def test_initial_loss_is_about_ln_c_for_10_and_100_classes(classes):
+    """An untrained classifier over C classes predicts about 1/C for each: loss ln(C), whatever the labels."""
+    from trainlab.classifier import Classifier
+    from trainlab.models.mlp import MLP
+    from trainlab.recipe import initial_loss
+
+    torch.manual_seed(0)
+    net = MLP(input_shape=(64,), num_classes=classes, depth=2, width=256)
+    module = Classifier(net=net, num_classes=classes, optimizer=torch.optim.SGD)
+    x, y = torch.rand(5 * 64, 64), torch.randint(0, classes, (5 * 64,))
+
+    class Data:
+        def train_dataloader(self):
+            return list(zip(x.split(64), y.split(64), strict=True))
+
+    result = initial_loss(module, Data(), batches=5)
+    assert result["ok"] and result["expected"] == pytest.approx(math.log(classes))
+    assert abs(result["loss"] - math.log(classes)) < 0.05 * math.log(classes)
+
+
 def test_too_large_initial_weights_fail_the_check_with_advice(make_cfg, tmp_path):
     with pytest.raises(RecipeCheckFailed, match="too high: the initial weights are too large"):
         train(make_cfg("recipe=initial_loss", "init=small_random", "init.std=1.0"))

@@ -201,3 +201,32 @@ def test_the_plugin_is_discovered_by_hydra():
     from hydra.plugins.sweeper import Sweeper
 
     assert "TrainlabSweeper" in {p.__name__ for p in Plugins.instance().discover(Sweeper)}
+
+
+@pytest.mark.slow
+def test_fine_search_narrows_the_ranges_around_the_best_coarse_trial(tmp_path):
+    coarse = tmp_path / "coarse"
+    coarse.mkdir()
+    (coarse / "sweep.csv").write_text(
+        "trial,status,optimizer.lr,optimizer.weight_decay,value\n"
+        "0,completed,0.03,0.001,0.80\n1,completed,0.003,3e-05,0.95\n2,failed,0.3,1e-06,\n"
+    )
+    run_cli(
+        [
+            "trainlab-train",
+            "-m",
+            "hparams_search=fine",
+            f"hparams_search.around={coarse}",
+            "hydra.sweeper.n_trials=2",
+            *FAST,
+        ],
+        cwd=tmp_path,
+    )
+    out = sweep_dir(tmp_path, "fine-digits-mlp")
+    rows = read_csv(out / "sweep.csv")
+    assert len(rows) == 2 and {r["status"] for r in rows} == {"completed"}
+    for row in rows:  # centre/3 .. centre*3 around trial 1, the best
+        assert 0.001 <= float(row["optimizer.lr"]) <= 0.009
+        assert 1e-5 <= float(row["optimizer.weight_decay"]) <= 9e-5
+    config = (out / "0" / ".hydra" / "config.yaml").read_text()
+    assert "scheduler: null" in config  # step 5: no learning-rate decay
