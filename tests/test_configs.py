@@ -139,6 +139,8 @@ def test_callbacks_option_instantiates(make_cfg, name):
         }
         ckpt = next(c for c in callbacks if type(c).__name__ == "ModelCheckpoint")
         assert ckpt.monitor == "val/acc" and ckpt.mode == "max" and ckpt.save_last and ckpt.save_top_k == 1
+    elif name == "activation_stats":  # an extra for the list: callbacks=[default,activation_stats]
+        assert names == {"ActivationStats"}
     else:
         assert names == set()
 
