@@ -14,7 +14,7 @@ WORKERS ?= 2
 
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: help install train eval test test-fast bench lint format clean
+.PHONY: help install train eval test test-fast bench lint format clean recipe-demo
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -29,6 +29,21 @@ install: $(STAMP)  ## create .venv and install trainlab with its dev tools
 
 train: $(STAMP)  ## train the default model (MLP on digits); pass overrides with ARGS="..."
 	$(BIN)/trainlab-train $(ARGS)
+
+# the lecture's recipe, steps 1-6, one after the other, each feeding the next; ARGS="data=fashion_mnist" for another
+# data set. Everything lands in logs/recipe_demo/<time>/ (1_initial_loss ... 6_final).
+DEMO = logs/recipe_demo/$(shell date +%Y-%m-%d_%H-%M-%S)
+recipe-demo: $(STAMP)  ## walk through the hyperparameter recipe (steps 1-6) on digits; ARGS="..." for overrides
+	@d=$(DEMO); set -e; \
+	$(BIN)/trainlab-train recipe=initial_loss $(ARGS) hydra.run.dir=$$d/1_initial_loss; \
+	$(BIN)/trainlab-train recipe=overfit $(ARGS) hydra.run.dir=$$d/2_overfit; \
+	$(BIN)/trainlab-train recipe=lr_find $(ARGS) hydra.run.dir=$$d/3_lr_find; \
+	$(BIN)/trainlab-train -m hparams_search=coarse hparams_search.lr=$$d/3_lr_find/lr_find.json $(ARGS) \
+		hydra.sweep.dir=$$d/4_coarse; \
+	$(BIN)/trainlab-train -m hparams_search=fine hparams_search.around=$$d/4_coarse $(ARGS) hydra.sweep.dir=$$d/5_fine; \
+	$(BIN)/trainlab-train $$($(BIN)/python -m trainlab.sweep best $$d/5_fine) scheduler=none $(ARGS) \
+		hydra.run.dir=$$d/6_final; \
+	echo "recipe: $$d (sweep.md in 4_coarse and 5_fine; curves.png and metrics.json's diagnosis in 6_final)"
 
 test: $(STAMP)  ## the whole test suite (offline, about 10 minutes on 2 cores)
 	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/python -m pytest -n $(WORKERS) --durations=15 $(ARGS)

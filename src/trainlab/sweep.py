@@ -439,13 +439,22 @@ def write_report(
             r.get("train/acc"),
             r.get("epochs"),
             r.get("status") + (f": {r['error']}" if r.get("error") else ""),
-            r.get("run_dir"),
+            _relative(r.get("run_dir"), sweep_dir),
         ]
         lines.append("| " + " | ".join(_fmt(c) for c in cells) + " |")
     tmp = sweep_dir / "sweep.md.tmp"
     tmp.write_text("\n".join(lines) + "\n")
     tmp.replace(sweep_dir / "sweep.md")
     plot_sweep(sweep_dir / "sweep.png", rows, param_keys, metric, log_keys or set())
+
+
+def _relative(run_dir: Any, sweep_dir: Path) -> str:
+    if not run_dir:
+        return ""
+    try:
+        return str(Path(run_dir).resolve().relative_to(Path(sweep_dir).resolve()))
+    except ValueError:
+        return str(run_dir)
 
 
 def _fmt(value: Any) -> str:
@@ -521,3 +530,30 @@ def _log_axis(key: str, rows: Sequence[Mapping[str, Any]], log_keys: set[str]) -
         return True
     values = [float(r[key]) for r in rows if _is_number(r.get(key))]
     return bool(values) and min(values) > 0 and max(values) / min(values) >= 100
+
+
+def best_overrides(sweep_dir: str | Path) -> list[str]:
+    """The best completed trial of a sweep as command-line overrides (``optimizer.lr=0.003 ...``)."""
+    sweep_dir = Path(sweep_dir)
+    rows = read_csv(sweep_dir / "sweep.csv")
+    best = best_row(rows)
+    if best is None:
+        raise SystemExit(f"{sweep_dir / 'sweep.csv'} has no completed trial")
+    fixed = set(rows[0]) - {"trial", "status", "value", *REPORT_METRICS, "run_dir", "error"}
+    return [f"{k}={best[k]}" for k in rows[0] if k in fixed and best.get(k) not in (None, "")]
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """``python -m trainlab.sweep best <sweep dir>`` prints the best trial's parameters as overrides, e.g. to train
+    the final model: ``trainlab-train $(python -m trainlab.sweep best logs/hparams_search/sweeps/fine-digits-mlp)``."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m trainlab.sweep", description=main.__doc__)
+    parser.add_argument("command", choices=["best"])
+    parser.add_argument("sweep_dir")
+    args = parser.parse_args(argv)
+    print(" ".join(best_overrides(args.sweep_dir)))
+
+
+if __name__ == "__main__":
+    main()
