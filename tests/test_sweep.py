@@ -230,3 +230,14 @@ def test_fine_search_narrows_the_ranges_around_the_best_coarse_trial(tmp_path):
         assert 1e-5 <= float(row["optimizer.weight_decay"]) <= 9e-5
     config = (out / "0" / ".hydra" / "config.yaml").read_text()
     assert "scheduler: null" in config  # step 5: no learning-rate decay
+
+
+def test_best_prints_the_winning_trial_as_overrides(tmp_path, capsys):
+    from trainlab.sweep import main
+
+    (tmp_path / "sweep.csv").write_text(
+        "trial,status,optimizer.lr,optimizer.weight_decay,value,val/acc_best,run_dir,error\n"
+        "0,completed,0.01,0.001,0.80,0.80,/x/0,\n1,completed,0.003,3e-05,0.95,0.95,/x/1,\n2,failed,0.3,1e-06,,,/x/2,boom\n"
+    )
+    main(["best", str(tmp_path)])
+    assert capsys.readouterr().out.split() == ["optimizer.lr=0.003", "optimizer.weight_decay=3e-05"]
