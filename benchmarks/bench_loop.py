@@ -117,7 +117,8 @@ def raw_loop(overrides: list[str]) -> dict[str, float]:
 def loop_overhead() -> tuple[dict, list[str], bool]:
     results, ok = {}, True
     table = [
-        "| case | raw loop ms/step | trainlab ms/step | overhead ms/step | ratio | whole fit raw / trainlab (s) | target |",
+        "| case | raw loop ms/step | trainlab ms/step | overhead ms/step | ratio | whole fit raw / trainlab (s) "
+        "| target |",
         "|---|---|---|---|---|---|---|",
     ]
     for name, (overrides, kind, target) in CASES.items():

@@ -34,10 +34,14 @@ def test_accuracy_uses_hard_labels_of_soft_targets():
     soft = torch.tensor([[0.7, 0.3, 0.0], [0.1, 0.2, 0.7]])
     assert hard_labels(soft).tolist() == [0, 2]
     assert hard_labels(torch.tensor([1, 2])).tolist() == [1, 2]
-    clf = make_classifier()
-    logits = torch.tensor([[5.0, 0, 0], [5.0, 0, 0]])
-    clf.train_acc.update(logits, hard_labels(soft))
-    assert clf.train_acc.compute().item() == 0.5
+    net = nn.Linear(3, 3)
+    with torch.no_grad():
+        net.weight.copy_(torch.eye(3) * 5)
+        net.bias.zero_()
+    clf = Classifier(net=net, num_classes=3, optimizer=partial(torch.optim.SGD, lr=0.1))
+    x = torch.tensor([[1.0, 0, 0], [1.0, 0, 0]])  # logits [5, 0, 0] twice: right for the first, wrong for the second
+    clf.training_step((x, soft), 0)
+    assert clf.train_sums[1].item() == 1 and clf._train_samples == 2  # 1 of 2 correct: accuracy 0.5
 
 
 def test_onecycle_total_steps_is_filled_from_the_trainer():

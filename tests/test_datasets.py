@@ -468,3 +468,35 @@ def test_real_fashion_mnist_from_the_debian_package(tmp_path, monkeypatch):
     std = (squares / count - mean**2) ** 0.5
     assert round(mean, 3) == 0.286
     assert round(std, 3) == 0.353
+
+
+def test_synthetic_data_has_the_asked_shape_and_is_learnable_but_not_trivial():
+    from trainlab.data.synthetic import SyntheticDataModule
+
+    dm = SyntheticDataModule(input_shape=(3, 8, 8), num_classes=4, train_size=400, val_size=50, test_size=60)
+    splits = dm.load_splits()
+    assert {k: tuple(v[0].shape) for k, v in splits.items()} == {
+        "train": (400, 3, 8, 8),
+        "val": (50, 3, 8, 8),
+        "test": (60, 3, 8, 8),
+    }
+    x, y = splits["train"]
+    assert float(x.min()) >= 0.0 and float(x.max()) <= 1.0 and set(y.tolist()) == {0, 1, 2, 3}
+    # the same seed gives the same data; the nearest class mean classifies the test split well above chance
+    assert torch.equal(
+        SyntheticDataModule(
+            input_shape=(3, 8, 8), num_classes=4, train_size=400, val_size=50, test_size=60
+        ).load_splits()["test"][0],
+        splits["test"][0],
+    )
+    means = torch.stack([x[y == c].mean(0).flatten() for c in range(4)])
+    xt, yt = splits["test"]
+    acc = (torch.cdist(xt.flatten(1), means).argmin(1) == yt).float().mean().item()
+    assert 0.6 < acc <= 1.0
+
+
+def test_synthetic_data_rejects_a_bad_shape():
+    from trainlab.data.synthetic import SyntheticDataModule
+
+    with pytest.raises(ValueError, match=r"data.input_shape=\[28, 28\]: give \[channels, height, width\]"):
+        SyntheticDataModule(input_shape=(28, 28))

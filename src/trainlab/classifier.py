@@ -88,9 +88,12 @@ class Classifier(LightningModule):
         self.label_smoothing = label_smoothing
         self.config = dict(config or {})
 
-        self.train_loss, self.val_loss, self.test_loss = MeanMetric(), MeanMetric(), MeanMetric()
-        self.train_reg_loss = MeanMetric()
-        self.train_acc = MulticlassAccuracy(num_classes, average="micro")
+        self.val_loss, self.test_loss = MeanMetric(), MeanMetric()
+        # training totals, summed on the device without a host sync: [sum of loss x samples, correct, sum of the
+        # regularization loss]; the sample and step counts are known on the host. Read once per epoch.
+        # (torchmetrics' update costs ~60 us more per step; it remains for validation and test.)
+        self.register_buffer("train_sums", torch.zeros(3), persistent=False)
+        self._train_samples = self._train_steps = 0
         self.val_acc = MulticlassAccuracy(num_classes, average="micro")
         self.test_acc = MulticlassAccuracy(num_classes, average="micro")
         # the first optimizer step whose loss was not finite (-1: none); kept on the device, read once per epoch
@@ -125,19 +128,23 @@ class Classifier(LightningModule):
         if self.mixing:
             x, target = self.mixing(x, hard_labels(y))
         logits = self.net(x)
+        n = len(x)
+        sums = self.train_sums
         if logits.ndim == 3:  # an ensemble's members [K, N, C]: each learns from its own loss
             loss = sum(self.loss(member, target, self.label_smoothing) for member in logits)
-            self.train_loss.update(loss.detach() / len(logits), weight=len(x))  # the mean member's loss
+            sums[0].add_(loss.detach(), alpha=n / len(logits))  # the mean member's loss
             logits = torch.logsumexp(logits.detach().log_softmax(-1), dim=0)  # the ensemble's prediction
         else:
             loss = self.loss(logits, target, self.label_smoothing)
-            self.train_loss.update(loss.detach(), weight=len(x))
-        self.train_acc.update(logits.detach(), hard_labels(y))
+            sums[0].add_(loss.detach(), alpha=n)
+        sums[1].add_((logits.detach().argmax(-1) == hard_labels(y)).sum())
+        self._train_samples += n
+        self._train_steps += 1
         bad = ~torch.isfinite(loss.detach()) & (self.first_bad_step < 0)
-        self.first_bad_step = torch.where(bad, self.global_step, self.first_bad_step)
+        self.first_bad_step.copy_(torch.where(bad, self.global_step, self.first_bad_step))
         if self.penalty is not None:
             reg = self.penalty(self.net)
-            self.train_reg_loss.update(reg.detach())
+            sums[2].add_(reg.detach())
             loss = loss + reg
         return loss
 
@@ -163,18 +170,28 @@ class Classifier(LightningModule):
         acc_metric.reset()
         return acc
 
+    def _log_train_epoch(self) -> None:
+        """train/loss, train/acc (and train/reg_loss) of the epoch, summed over processes; then reset."""
+        counts = torch.tensor([self._train_samples, self._train_steps], dtype=self.train_sums.dtype)
+        totals = torch.cat([self.train_sums, counts.to(self.train_sums.device)])
+        totals = self.trainer.strategy.reduce(totals, reduce_op="sum")  # the identity on one device
+        samples, steps = totals[3].clamp(min=1), totals[4].clamp(min=1)
+        self.log("train/loss", totals[0] / samples, prog_bar=True)
+        self.log("train/acc", totals[1] / samples, prog_bar=True)
+        if self.penalty is not None:
+            self.log("train/reg_loss", totals[2] / steps)
+        self.train_sums.zero_()
+        self._train_samples = self._train_steps = 0
+
     def on_validation_epoch_start(self) -> None:
         self._check_divergence()
 
     def on_train_epoch_end(self) -> None:
         self._check_divergence()
-        self._log_epoch("train", self.train_loss, self.train_acc)
+        self._log_train_epoch()
         metrics = self.trainer.callback_metrics  # this epoch's values, already reduced: one host sync per epoch
         keys = ("train/loss", "train/acc", "val/loss", "val/acc")
         self.history.append({"epoch": self.current_epoch} | {k: float(metrics[k]) for k in keys if k in metrics})
-        if self.penalty is not None:
-            self.log("train/reg_loss", self.train_reg_loss.compute(), sync_dist=True)
-            self.train_reg_loss.reset()
 
     def on_validation_epoch_end(self) -> None:
         acc = self._log_epoch("val", self.val_loss, self.val_acc)
