@@ -133,7 +133,7 @@ def test_callbacks_option_instantiates(make_cfg, name):
             "ModelCheckpoint",
             "EarlyStopping",
             "LearningRateMonitor",
-            "RichProgressBar",
+            "ProgressBar",
             "RichModelSummary",
             "InitialLossCheck",
         }

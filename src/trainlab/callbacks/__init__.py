@@ -2,5 +2,6 @@
 
 from trainlab.callbacks.activation_stats import ActivationStats
 from trainlab.callbacks.checkpoint import ModelCheckpoint
+from trainlab.callbacks.lean import EarlyStopping, ProgressBar
 
-__all__ = ["ActivationStats", "ModelCheckpoint"]
+__all__ = ["ActivationStats", "EarlyStopping", "ModelCheckpoint", "ProgressBar"]

@@ -17,6 +17,14 @@ class ModelCheckpoint(LightningModelCheckpoint):
     testing "the best checkpoint" picks it if no later epoch beats it. Everything else is Lightning's.
     """
 
+    @property
+    def state_key(self) -> str:
+        """Lightning's key, built once (Lightning rebuilds it at every hook call; see trainlab.callbacks.lean)."""
+        key = self.__dict__.get("_trainlab_state_key")
+        if key is None:
+            key = self.__dict__["_trainlab_state_key"] = super().state_key
+        return key
+
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         if state_dict.get("dirpath", self.dirpath) == self.dirpath:
             super().load_state_dict(state_dict)
