@@ -14,7 +14,7 @@ WORKERS ?= 2
 
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: help install train eval test test-fast bench lint format clean recipe-demo
+.PHONY: help install train eval test test-fast bench bench-gpu lint format clean recipe-demo
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -52,7 +52,13 @@ test-fast: $(STAMP)  ## the fast subset for the inner loop (no CLI subprocess or
 	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/python -m pytest -n $(WORKERS) -m "not slow" $(ARGS)
 
 bench: $(STAMP)  ## benchmarks (results in benchmarks/results/); exits non-zero when a target is missed
-	$(BIN)/python benchmarks/bench_augment.py
+	@cd benchmarks && status=0; \
+	for b in bench_augment.py bench_loop.py bench_startup.py; do \
+		echo "== $$b"; $(abspath $(BIN))/python $$b || status=1; \
+	done; exit $$status
+
+bench-gpu: $(STAMP)  ## the GPU speed recipe (experiment=fashion_mnist_speed), on a machine with a GPU
+	cd benchmarks && $(abspath $(BIN))/python bench_fashion_speed.py $(ARGS)
 
 lint: $(STAMP)  ## ruff
 	$(BIN)/ruff check src tests

@@ -40,8 +40,8 @@ CASES = {
         [
             "experiment=fashion_cnn",
             "trainer.max_epochs=2",
-            "trainer.limit_train_batches=100",
-            "trainer.limit_val_batches=10",
+            "+trainer.limit_train_batches=100",
+            "+trainer.limit_val_batches=10",
             "callbacks.early_stopping=null",
         ],
         "ratio",

@@ -55,7 +55,8 @@ def run_acc(cmd: list[str], cwd: str) -> tuple[float, float]:
     seconds = time.perf_counter() - start
     if proc.returncode != 0:
         raise RuntimeError(f"{cmd} exited {proc.returncode}:\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}")
-    match = re.search(r"test_acc\s+(\d\.\d+)", proc.stdout) or re.search(r"test/acc\s+(\d\.\d+)", proc.stdout)
+    out = proc.stdout + proc.stderr  # trainlab's summary goes to the log (stderr)
+    match = re.search(r"test_acc\s+(\d\.\d+)", out) or re.search(r"  test/acc\s+(\d\.\d+)", out)
     return seconds, float(match.group(1)) if match else float("nan")
 
 

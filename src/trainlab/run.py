@@ -6,6 +6,7 @@ from __future__ import annotations
 import inspect
 import json
 import logging
+import os
 import sys
 import warnings
 from collections.abc import Mapping
@@ -15,7 +16,7 @@ from typing import Any
 import hydra
 import pytorch_lightning as pl
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 from pytorch_lightning.callbacks import Callback, LearningRateMonitor, ModelSummary, ProgressBar
 from pytorch_lightning.loggers import Logger
 
@@ -59,10 +60,13 @@ def instantiate(config: Any, **kwargs: Any) -> Any:
 
 
 def apply_extras(cfg: DictConfig) -> None:
-    """Warnings filter, config tree on screen and in the run directory."""
+    """Warnings filter, thread count, config tree on screen and in the run directory."""
     extras = cfg.get("extras") or {}
     if extras.get("ignore_warnings"):
         warnings.filterwarnings("ignore")
+    threads = torch_threads(cfg)
+    if threads is not None:
+        torch.set_num_threads(threads)
     if pl.utilities.rank_zero_only.rank != 0:
         return
     out = Path(cfg.paths.output_dir)
@@ -70,6 +74,27 @@ def apply_extras(cfg: DictConfig) -> None:
     (out / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
     if extras.get("print_config"):
         print_config_tree(cfg)
+
+
+def torch_threads(cfg: DictConfig) -> int | None:
+    """The intra-op thread count ``extras.threads`` asks for; ``None`` leaves torch's default.
+
+    ``auto``: torch's default (all cores, or ``OMP_NUM_THREADS``), except for several CPU training processes on one
+    machine (``trainer.accelerator=cpu`` with ``trainer.devices`` > 1): each gets ``cores // processes`` threads.
+    """
+    threads = (cfg.get("extras") or {}).get("threads", "auto")
+    if threads in (None, "auto"):
+        trainer = cfg.get("trainer") or {}
+        devices = trainer.get("devices", 1)
+        processes = devices if isinstance(devices, int) else 1
+        if isinstance(devices, list | ListConfig):
+            processes = len(devices)
+        if trainer.get("accelerator") == "cpu" and processes > 1 and not os.environ.get("OMP_NUM_THREADS"):
+            return max(1, (os.cpu_count() or 1) // processes)
+        return None
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+        raise ValueError(f"extras.threads={threads!r}: give auto or a number of threads >= 1")
+    return threads
 
 
 def print_config_tree(cfg: DictConfig) -> None:
@@ -287,6 +312,8 @@ def build_module(cfg: DictConfig) -> Classifier:
         mixing=mixing,
         label_smoothing=label_smoothing,
         config={k: _container(cfg.get(k)) for k in MODEL_KEYS},
+        channels_last=bool(cfg.get("channels_last", False)),
+        compile=_container(cfg.get("compile")) or None,
     )
 
 
