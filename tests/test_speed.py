@@ -120,3 +120,24 @@ def test_fashion_mnist_speed_recipe_composes_and_trains_on_the_cpu(make_cfg):
     assert {"override /trainer": "gpu"} in recipe["defaults"] and {"override /data": "fashion_mnist"} in recipe[
         "defaults"
     ]
+
+
+@pytest.mark.slow
+def test_a_default_run_loads_no_optional_package(tmp_path):
+    """wandb, tensorboard, optuna load only when a run uses them (W&B logger, tensorboard logger, a sweep)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "sys.argv = ['trainlab-train', 'trainer.max_epochs=1', 'extras.print_config=false',"
+        " 'trainer.enable_progress_bar=false']\n"
+        "from trainlab.train import main\n"
+        "try:\n    main()\nexcept SystemExit:\n    pass\n"
+        "print('LOADED', sorted(m for m in ('wandb', 'tensorboard', 'tensorboardX', 'optuna') if m in sys.modules))\n"
+    )
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "LOADED []" in proc.stdout
+    assert (next((tmp_path / "logs/train/runs").iterdir()) / "metrics.json").is_file()  # it did train
