@@ -65,7 +65,7 @@ def test_compile_wraps_the_network_without_renaming_its_parameters():
     x = torch.rand(4, 1, 8, 8)
     plain, compiled = cnn_classifier(), cnn_classifier(compile={"backend": "eager"})
     assert compiled.state_dict().keys() == plain.state_dict().keys()  # no `_orig_mod.` prefix in checkpoints
-    assert compiled._run_net is not compiled.net and torch.allclose(plain(x), compiled(x), atol=1e-6)
+    assert compiled._compiled_net is not None and torch.allclose(plain(x), compiled(x), atol=1e-6)
 
 
 @pytest.mark.parametrize("precision", ["bf16-mixed", "32-true"])

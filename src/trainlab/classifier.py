@@ -98,10 +98,10 @@ class Classifier(LightningModule):
         if self.channels_last:
             self.net.to(memory_format=torch.channels_last)
         self.compile_options = None if not compile else ({} if compile is True else dict(compile))
-        # the network as called in the steps: itself, or torch.compile's wrapper (kept out of the submodules)
-        object.__setattr__(self, "_run_net", self.net)
+        # torch.compile's wrapper of the network, kept out of the submodules (None: call the network itself)
+        object.__setattr__(self, "_compiled_net", None)
         if self.compile_options is not None:
-            object.__setattr__(self, "_run_net", torch.compile(self.net, **self.compile_options))
+            object.__setattr__(self, "_compiled_net", torch.compile(self.net, **self.compile_options))
 
         self.val_loss, self.test_loss = MeanMetric(), MeanMetric()
         # training totals, summed on the device without a host sync: [sum of loss x samples, correct, sum of the
@@ -131,6 +131,9 @@ class Classifier(LightningModule):
 
     def forward(self, x: Tensor) -> Tensor:
         return self._run_net(self._memory_format(self.preprocess(x)))
+
+    def _run_net(self, x: Tensor) -> Tensor:
+        return self.net(x) if self._compiled_net is None else self._compiled_net(x)
 
     def _memory_format(self, x: Tensor) -> Tensor:
         if self.channels_last and x.ndim == 4:
