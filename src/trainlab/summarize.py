@@ -4,7 +4,8 @@
     python -m trainlab.summarize logs/train/multiruns/<time> --metric val/acc_best
 
 Each job directory holds ``metrics.json`` and ``.hydra/overrides.yaml``; jobs whose overrides differ only in
-``seed`` form one row. Jobs without ``metrics.json`` (crashed) are counted as failed.
+``seed`` form one row. Jobs that failed (``status`` failed or diverged in ``metrics.json``, or no
+``metrics.json`` at all: killed) are counted as failed, with their error.
 """
 
 from __future__ import annotations
@@ -26,22 +27,29 @@ def collect(sweep_dir: Path, metric: str) -> list[dict]:
     groups: dict[str, dict] = {}
     for job, overrides in jobs.items():
         key = " ".join(o for o in overrides if o not in shared) or "(shared settings only)"
-        row = groups.setdefault(key, {"setting": key, "values": [], "failed": 0})
+        row = groups.setdefault(key, {"setting": key, "values": [], "failed": 0, "errors": []})
         metrics_file = job / "metrics.json"
-        if metrics_file.is_file() and metric in (metrics := json.loads(metrics_file.read_text())):
+        metrics = json.loads(metrics_file.read_text()) if metrics_file.is_file() else {}
+        if metric in metrics and metrics.get("status", "completed") == "completed":
             row["values"].append(float(metrics[metric]))
         else:
             row["failed"] += 1
+            error = metrics.get("error") or ("no metrics.json (killed?)" if not metrics else f"no {metric}")
+            row["errors"].append(f"job {job.name}: {error}")
     return list(groups.values())
 
 
 def to_markdown(rows: list[dict], metric: str) -> str:
     lines = [f"| setting | {metric} (mean ± std) | runs | failed |", "|---|---|---|---|"]
+    errors = []
     for row in rows:
         values = row["values"]
         mean = statistics.fmean(values) if values else float("nan")
         std = statistics.stdev(values) if len(values) > 1 else 0.0
         lines.append(f"| `{row['setting']}` | {mean:.4f} ± {std:.4f} | {len(values)} | {row['failed']} |")
+        errors += [f"- `{row['setting']}` {e}" for e in row.get("errors", [])]
+    if errors:
+        lines += ["", "Failed jobs:", *errors]
     return "\n".join(lines)
 
 
