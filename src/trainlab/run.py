@@ -341,6 +341,18 @@ def build_callbacks(cfg: DictConfig) -> list[Callback]:
     return callbacks
 
 
+def checkpoint_plugins(cfg: DictConfig) -> list[Any]:
+    """The trainer's plugins: the configured ones, plus atomic checkpoint writes unless a CheckpointIO is given."""
+    from lightning_fabric.plugins import CheckpointIO
+
+    from trainlab.callbacks import AtomicCheckpointIO
+
+    plugins = list(instantiate(cfg.trainer.plugins)) if cfg.trainer.get("plugins") else []
+    if not any(isinstance(p, CheckpointIO) for p in plugins):
+        plugins.append(AtomicCheckpointIO())
+    return plugins
+
+
 def build_loggers(cfg: DictConfig) -> list[Logger]:
     loggers = []
     for name, lg_cfg in (cfg.get("logger") or {}).items():

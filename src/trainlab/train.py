@@ -49,7 +49,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     model = run.build_module(cfg)
     callbacks = run.build_callbacks(cfg)
     loggers = run.build_loggers(cfg)
-    trainer: pl.Trainer = run.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    trainer: pl.Trainer = run.instantiate(
+        cfg.trainer, callbacks=callbacks, logger=loggers or False, plugins=run.checkpoint_plugins(cfg)
+    )
     run.log_hyperparameters(cfg, model, loggers)
     from trainlab.classifier import DivergenceError
 

@@ -1,7 +1,7 @@
 """Callbacks that Lightning does not ship in the form trainlab needs."""
 
 from trainlab.callbacks.activation_stats import ActivationStats
-from trainlab.callbacks.checkpoint import ModelCheckpoint
+from trainlab.callbacks.checkpoint import AtomicCheckpointIO, ModelCheckpoint
 from trainlab.callbacks.lean import EarlyStopping, ProgressBar
 
-__all__ = ["ActivationStats", "EarlyStopping", "ModelCheckpoint", "ProgressBar"]
+__all__ = ["ActivationStats", "AtomicCheckpointIO", "EarlyStopping", "ModelCheckpoint", "ProgressBar"]

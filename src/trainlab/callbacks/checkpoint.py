@@ -1,9 +1,13 @@
-"""Lightning's ModelCheckpoint, with the best score carried over when a run resumes in a new directory."""
+"""Lightning's ModelCheckpoint, with the best score carried over when a run resumes in a new directory; atomic saves."""
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Any
 
+import torch
+from lightning_fabric.plugins import TorchCheckpointIO
 from pytorch_lightning.callbacks import ModelCheckpoint as LightningModelCheckpoint
 
 
@@ -34,3 +38,29 @@ class ModelCheckpoint(LightningModelCheckpoint):
         self.best_k_models = state_dict.get("best_k_models", self.best_k_models)
         self.kth_best_model_path = state_dict.get("kth_best_model_path", self.kth_best_model_path)
         self.kth_value = state_dict.get("kth_value", self.kth_value)
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Write each checkpoint to ``<name>.tmp`` in its own directory, flush it to disk, then rename it into place.
+
+    A rename within one directory is atomic, so a run killed while saving (kill -9, power loss, a full disk)
+    leaves the previous checkpoint of that name whole, never a truncated file. Lightning's own save goes through
+    a temporary file in the system's temp directory, which is a copy, not a rename, when that is another file
+    system. Loading is Lightning's.
+    """
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options: Any | None = None) -> None:
+        if storage_options is not None:
+            raise TypeError(f"AtomicCheckpointIO takes no storage_options, got {storage_options!r}")
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        try:
+            with open(tmp, "wb") as f:
+                torch.save(checkpoint, f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
