@@ -59,3 +59,12 @@ def test_divergence_stops_with_the_step_and_keeps_the_last_good_checkpoint(make_
     assert math.isfinite(
         float(last["callbacks"][next(k for k in last["callbacks"] if "ModelCheckpoint" in k)]["best_model_score"])
     )
+
+
+def test_last_checkpoint_is_the_latest_epoch_not_the_latest_improvement(make_cfg, tmp_path, scripted_val_acc):
+    """val/acc peaks at epoch 1 (SCRIPT) and the run goes on to epoch 4: last.ckpt holds epoch 4, best epoch 1.
+    (Lightning alone rewrites last.ckpt only when the metric improves, so a resume would redo epochs 2-4.)"""
+    metrics = train(make_cfg("trainer.max_epochs=5", "callbacks.early_stopping=null", "test=false"))
+    last = torch.load(metrics["last_ckpt"], weights_only=True)
+    assert last["epoch"] == 4 and last["global_step"] == metrics["steps"]
+    assert metrics["best_epoch"] == 1

@@ -61,7 +61,8 @@ class InitialLossCheck(Callback):
         self.batches, self.tolerance = batches, tolerance
 
     def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        if trainer.global_step > 0 or trainer.datamodule is None or not hasattr(pl_module, "num_classes"):
+        resuming = trainer.global_step > 0 or trainer.ckpt_path is not None  # the weights are not restored yet
+        if resuming or trainer.datamodule is None or not hasattr(pl_module, "num_classes"):
             return  # a resumed run is past its initial loss
         result = initial_loss(pl_module, trainer.datamodule, self.batches, self.tolerance)
         for logger in trainer.loggers:

@@ -12,7 +12,8 @@ from pytorch_lightning.callbacks import ModelCheckpoint as LightningModelCheckpo
 
 
 class ModelCheckpoint(LightningModelCheckpoint):
-    """Keep the best and the last checkpoint, also across ``ckpt_path=...`` resumes.
+    """Keep the best and the last checkpoint, also across ``ckpt_path=...`` resumes; ``last.ckpt`` is the state at
+    the end of the latest epoch (Lightning's is the state of the latest improvement).
 
     Every trainlab run writes into its own directory, so a resumed run's ``dirpath`` differs from the one in the
     checkpoint. Lightning then forgets the best score and would call the first epoch after the resume "best"
@@ -28,6 +29,23 @@ class ModelCheckpoint(LightningModelCheckpoint):
         if key is None:
             key = self.__dict__["_trainlab_state_key"] = super().state_key
         return key
+
+    # Lightning (2.6) rewrites `last.ckpt` only at a step where it also saved a top-k checkpoint, i.e. when the
+    # monitored metric improved: after the best epoch, "last" would stay behind, and a resume from it would
+    # redo every epoch since. Here `last.ckpt` is written at the end of every epoch, as its name says.
+    def on_validation_end(self, trainer, pl_module) -> None:
+        super().on_validation_end(trainer, pl_module)
+        if not self._should_save_on_train_epoch_end(trainer):
+            self._save_last_every_epoch(trainer)
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        super().on_train_epoch_end(trainer, pl_module)
+        if self._should_save_on_train_epoch_end(trainer):
+            self._save_last_every_epoch(trainer)
+
+    def _save_last_every_epoch(self, trainer) -> None:
+        if self.save_last and not self._should_skip_saving_checkpoint(trainer):
+            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         if state_dict.get("dirpath", self.dirpath) == self.dirpath:
