@@ -48,6 +48,10 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     log.info(f"Instantiating model <{cfg.model._target_}>")
     model = run.build_module(cfg)
     callbacks = run.build_callbacks(cfg)
+    from trainlab.callbacks.interrupt import GracefulInterrupt
+
+    interrupt = GracefulInterrupt(Path(cfg.paths.output_dir) / "checkpoints")
+    callbacks.append(interrupt)
     loggers = run.build_loggers(cfg)
     trainer: pl.Trainer = run.instantiate(
         cfg.trainer, callbacks=callbacks, logger=loggers or False, plugins=run.checkpoint_plugins(cfg)
@@ -64,6 +68,19 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         if trainer.is_global_zero:
             run.write_metrics(cfg, metrics)
         raise
+    except (KeyboardInterrupt, SystemExit):
+        if interrupt.saved is None:
+            raise
+        metrics = {
+            "status": "interrupted",
+            "stop_reason": f"signal {int(interrupt.signal)}",
+            "interrupted_ckpt": str(interrupt.saved),
+            "resume": f"ckpt_path={interrupt.saved}",
+        }
+        metrics.update(_run_facts(cfg, trainer))
+        if trainer.is_global_zero:
+            run.write_metrics(cfg, metrics)
+        raise RunInterrupted(int(interrupt.signal), interrupt.saved) from None
     finally:
         run.finish_loggers(loggers)
     if trainer.is_global_zero:
@@ -148,6 +165,14 @@ def run_recipe(cfg: DictConfig) -> dict[str, Any]:
     if not result["ok"]:
         raise RecipeCheckFailed(result["message"])
     return result
+
+
+class RunInterrupted(Exception):
+    """ctrl-C, SIGTERM or SIGUSR1 stopped training; its state is in ``checkpoint``."""
+
+    def __init__(self, signum: int, checkpoint: Path) -> None:
+        super().__init__(f"interrupted by signal {signum}; continue with: ckpt_path={checkpoint}")
+        self.signum, self.checkpoint = signum, checkpoint
 
 
 class RecipeCheckFailed(RuntimeError):
@@ -315,6 +340,9 @@ def main(cfg: DictConfig) -> float | None:
     multirun = HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
     try:
         metrics = train(cfg)
+    except RunInterrupted as err:
+        log.warning(f"{err} (metrics.json: status interrupted)")
+        sys.exit(128 + err.signum)
     except RecipeCheckFailed:
         if multirun:
             return float("nan")

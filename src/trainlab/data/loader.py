@@ -52,6 +52,8 @@ class TensorLoader:
         self.rank = rank
         self.world_size = world_size
         self.epoch = 0
+        self._yielded = 0  # batches handed out in the current epoch (state_dict)
+        self._skip = 0  # batches to skip at the next iteration (a resume in the middle of an epoch)
 
     # Lightning looks for `loader.sampler.set_epoch` before every epoch (and, having found a sampler, for a
     # batch sampler next to it).
@@ -62,7 +64,20 @@ class TensorLoader:
         return self
 
     def set_epoch(self, epoch: int) -> None:
+        if int(epoch) != self.epoch:
+            self._skip = 0  # a saved position belongs to the epoch it was saved in
         self.epoch = int(epoch)
+
+    # Lightning saves a loader's state_dict in every checkpoint and restores it before a resumed run iterates
+    # (it does not prefetch from a loader with a length, so the count is the batches trained on). A run stopped
+    # in the middle of an epoch (ctrl-C, SIGTERM) thereby resumes with exactly the batches it had not seen.
+    def state_dict(self) -> dict[str, int]:
+        return {"epoch": self.epoch, "batches": self._yielded, "seed": self.seed}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self.epoch = int(state["epoch"])
+        batches = int(state["batches"])
+        self._skip = batches if 0 < batches < len(self) else 0
 
     def _indices(self) -> torch.Tensor | None:
         """This process's sample indices for the current epoch (``None``: all samples in order)."""
@@ -94,7 +109,10 @@ class TensorLoader:
         idx = self._indices()
         if idx is not None:  # one copy per epoch to the data's device, not one per batch
             idx = idx.to(self.tensors[0].device)
-        for b in range(len(self)):
+        start, self._skip = self._skip, 0
+        self._yielded = start
+        for b in range(start, len(self)):
+            self._yielded = b + 1
             lo, hi = b * self.batch_size, (b + 1) * self.batch_size
             if idx is None:  # contiguous slices are views: no copy at all
                 yield tuple(t[lo:hi] for t in self.tensors)
