@@ -10,8 +10,10 @@ import torch
 from lightning_fabric.plugins import TorchCheckpointIO
 from pytorch_lightning.callbacks import ModelCheckpoint as LightningModelCheckpoint
 
+from trainlab.callbacks.lean import CachedStateKey
 
-class ModelCheckpoint(LightningModelCheckpoint):
+
+class ModelCheckpoint(CachedStateKey, LightningModelCheckpoint):
     """Keep the best and the last checkpoint, also across ``ckpt_path=...`` resumes; ``last.ckpt`` is the state at
     the end of the latest epoch (Lightning's is the state of the latest improvement).
 
@@ -21,14 +23,6 @@ class ModelCheckpoint(LightningModelCheckpoint):
     the earlier best file stays where it is (Lightning never deletes files outside the current ``dirpath``), and
     testing "the best checkpoint" picks it if no later epoch beats it. Everything else is Lightning's.
     """
-
-    @property
-    def state_key(self) -> str:
-        """Lightning's key, built once (Lightning rebuilds it at every hook call; see trainlab.callbacks.lean)."""
-        key = self.__dict__.get("_trainlab_state_key")
-        if key is None:
-            key = self.__dict__["_trainlab_state_key"] = super().state_key
-        return key
 
     # Lightning (2.6) rewrites `last.ckpt` only at a step where it also saved a top-k checkpoint, i.e. when the
     # monitored metric improved: after the best epoch, "last" would stay behind, and a resume from it would

@@ -49,8 +49,8 @@ class ProgressBar(RichProgressBar):
             super().on_validation_batch_end(trainer, pl_module, outputs, batch, batch_idx, dataloader_idx)
 
 
-class EarlyStopping(LightningEarlyStopping):
-    """Lightning's ``EarlyStopping`` with its ``state_key`` built once."""
+class CachedStateKey:
+    """Mixin for a Lightning callback whose settings do not change during a run: its ``state_key`` is built once."""
 
     @property
     def state_key(self) -> str:
@@ -58,3 +58,7 @@ class EarlyStopping(LightningEarlyStopping):
         if key is None:
             key = self.__dict__["_trainlab_state_key"] = super().state_key
         return key
+
+
+class EarlyStopping(CachedStateKey, LightningEarlyStopping):
+    """Lightning's ``EarlyStopping`` with its ``state_key`` built once."""
