@@ -44,9 +44,9 @@ def test_a_failing_job_of_a_multirun_does_not_stop_the_others(tmp_path, capsys):
     statuses = [json.loads((sweep / str(i) / "metrics.json").read_text())["status"] for i in range(3)]
     assert statuses == ["completed", "failed", "completed"]
     error = json.loads((sweep / "1" / "metrics.json").read_text())["error"]
-    assert error.startswith("ValueError: model.depth=2, model.width=0")
+    assert error.startswith("ConfigError: invalid settings") and "model.width=0" in error
     assert "this job failed, the sweep goes on" in (sweep / "1" / "train.log").read_text()  # with the traceback
     main([str(sweep)])
     out = capsys.readouterr().out
     assert "| `model.width=0` | nan ± 0.0000 | 0 | 1 |" in out
-    assert "- `model.width=0` job 1: ValueError: model.depth=2, model.width=0" in out
+    assert "- `model.width=0` job 1: ConfigError: invalid settings" in out

@@ -151,5 +151,19 @@ def main(cfg: DictConfig) -> float | None:
     return float(metrics["test/acc"])
 
 
-if __name__ == "__main__":
+def cli() -> None:
+    """``trainlab-eval``: unknown options and settings on the command line exit 2 before Hydra runs."""
+    import sys
+
+    from trainlab.validate import ConfigError, check_command_line
+
+    try:
+        check_command_line(sys.argv[1:], config_name="eval")
+    except ConfigError as err:
+        print(f"trainlab-eval: {err}", file=sys.stderr)
+        sys.exit(2)
     main()
+
+
+if __name__ == "__main__":
+    cli()

@@ -31,6 +31,9 @@ log = logging.getLogger("trainlab")
 
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Train and test as ``cfg`` says; return the metrics also written to ``metrics.json``."""
+    from trainlab.validate import ConfigError, validate
+
+    validate(cfg)  # every documented setting's type and range: before torch is imported or anything is written
     import pytorch_lightning as pl
 
     from trainlab import run
@@ -39,7 +42,10 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     if cfg.get("seed") is not None:
         pl.seed_everything(cfg.seed, workers=True, verbose=False)
     if cfg.get("ckpt_path"):
-        run.load_checkpoint(cfg.ckpt_path)  # fail now, not after building everything, when it is unusable
+        try:  # fail now, not after building everything, when it is unusable
+            run.load_checkpoint(cfg.ckpt_path)
+        except (FileNotFoundError, ValueError) as err:
+            raise ConfigError(str(err)) from None
 
     if cfg.get("recipe"):
         return run_recipe(cfg)
@@ -336,10 +342,18 @@ def main(cfg: DictConfig) -> float | None:
     from hydra.types import RunMode
 
     from trainlab.classifier import DivergenceError
+    from trainlab.validate import ConfigError
 
     multirun = HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
     try:
         metrics = train(cfg)
+    except ConfigError as err:
+        if multirun:
+            log.error(f"this job failed, the sweep goes on: {err}")
+            _record_failure(cfg, err)
+            return float("nan")
+        log.error(str(err))
+        sys.exit(2)
     except RunInterrupted as err:
         log.warning(f"{err} (metrics.json: status interrupted)")
         sys.exit(128 + err.signum)
@@ -363,5 +377,17 @@ def main(cfg: DictConfig) -> float | None:
     return None if value is None else float(value)
 
 
-if __name__ == "__main__":
+def cli() -> None:
+    """``trainlab-train``: the command line is checked (unknown options and settings: exit 2) before Hydra runs."""
+    from trainlab.validate import ConfigError, check_command_line
+
+    try:
+        check_command_line(sys.argv[1:])
+    except ConfigError as err:
+        print(f"trainlab-train: {err}", file=sys.stderr)
+        sys.exit(2)
     main()
+
+
+if __name__ == "__main__":
+    cli()

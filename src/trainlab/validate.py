@@ -1,0 +1,293 @@
+"""Bad input gets a clear answer before anything runs: a typed schema of every documented setting.
+
+Two checks, both before training starts:
+
+* :func:`check_command_line` (run by ``trainlab-train`` / ``trainlab-eval`` before Hydra): an unknown option of a
+  config group (``activation=relu6``) or an unknown top-level setting (``optimiser.lr=0.1``) is answered with the
+  valid choices and, when one is close, a suggestion. Exit code 2, nothing created.
+* :func:`validate` (run on the composed config): every setting in :data:`RULES` has a type and an allowed range;
+  every violation is reported at once, naming the key, the value and what is allowed. Exit code 2, before any
+  data is loaded or any checkpoint written.
+
+The schema is one table (:data:`RULES`), not checks scattered over the code; the classes' own checks stay as a
+second line for people who build them from Python. ``docs/bad_inputs.md`` lists every bad input the tests try and
+the message it gets.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, ListConfig, OmegaConf
+
+CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
+
+
+class ConfigError(ValueError):
+    """One or more settings are invalid; the message has one line per setting."""
+
+
+Bound = float | Callable[[DictConfig], float] | None
+
+
+@dataclass(frozen=True)
+class Rule:
+    """``key`` (dotted; checked when present and not null) must be ``kind`` within the bounds.
+
+    ``kind``: ``int``, ``number`` or ``choice``. ``low``/``high`` may depend on the config (a callable), e.g. the
+    image size. ``what`` says in a few words what the setting is.
+    """
+
+    key: str
+    kind: str
+    what: str
+    low: Bound = None
+    high: Bound = None
+    low_open: bool = False
+    high_open: bool = False
+    choices: tuple[str, ...] = ()
+
+    def allowed(self, cfg: DictConfig) -> str:
+        if self.kind == "choice":
+            return "one of " + ", ".join(self.choices)
+        noun = "an integer" if self.kind == "int" else "a number"
+        low, high = _bound(self.low, cfg), _bound(self.high, cfg)
+        if low is not None and high is not None:
+            return f"{noun} in {'(' if self.low_open else '['}{_num(low)}, {_num(high)}{')' if self.high_open else ']'}"
+        if low is not None:
+            return f"{noun} {'>' if self.low_open else '>='} {_num(low)}"
+        if high is not None:
+            return f"{noun} {'<' if self.high_open else '<='} {_num(high)}"
+        return noun
+
+    def check(self, value: Any, cfg: DictConfig) -> bool:
+        if self.kind == "choice":
+            return isinstance(value, str) and value in self.choices
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            return False
+        if self.kind == "int" and not isinstance(value, int):
+            return False
+        if not math.isfinite(value):
+            return False
+        low, high = _bound(self.low, cfg), _bound(self.high, cfg)
+        if low is not None and (value <= low if self.low_open else value < low):
+            return False
+        return not (high is not None and (value >= high if self.high_open else value > high))
+
+
+def _bound(bound: Bound, cfg: DictConfig) -> float | None:
+    return bound(cfg) if callable(bound) else bound
+
+
+def _num(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() else f"{x:g}"
+
+
+def _image_side(cfg: DictConfig) -> float:
+    shape = list(cfg.data.input_shape)
+    return float(min(shape[1:])) if len(shape) == 3 else math.inf
+
+
+PROBABILITY = {"low": 0.0, "high": 1.0}
+#: every documented setting with a type and a range
+RULES: tuple[Rule, ...] = (
+    # data
+    Rule("data.batch_size", "int", "samples per batch", low=1),
+    Rule("data.eval_batch_size", "int", "samples per evaluation batch", low=1),
+    Rule("data.num_workers", "int", "DataLoader worker processes", low=0),
+    Rule("data.loader", "choice", "how batches are made", choices=("memory", "dataloader")),
+    Rule(
+        "data.val_fraction",
+        "number",
+        "share of digits held out for validation",
+        low=0,
+        high=1,
+        low_open=True,
+        high_open=True,
+    ),
+    Rule(
+        "data.test_fraction",
+        "number",
+        "share of digits held out for testing",
+        low=0,
+        high=1,
+        low_open=True,
+        high_open=True,
+    ),
+    Rule("data.val_size", "int", "training images held out for validation", low=1),
+    Rule("data.split_seed", "int", "seed of the train/validation split", low=0),
+    # model
+    Rule("model.depth", "int", "hidden layers (MLP) or layers (ResNet)", low=1),
+    Rule("model.width", "int", "units or channels per layer", low=1),
+    Rule("model.hidden", "int", "units of the CNN's hidden layer", low=1),
+    Rule("model.pool", "choice", "the CNN's pooling", choices=("max", "avg", "none")),
+    # activation, init, preprocess
+    Rule("activation.negative_slope", "number", "slope for x < 0", low=0),
+    Rule("activation.alpha", "number", "ELU's saturation value", low=0, low_open=True),
+    Rule("activation.pieces", "int", "maxout's pieces", low=2),
+    Rule("init.std", "number", "standard deviation of the weights", low=0, low_open=True),
+    Rule("init.gain", "number", "the init's gain", low=0, low_open=True),
+    Rule("init.distribution", "choice", "the init's distribution", choices=("normal", "uniform")),
+    Rule("init.mode", "choice", "the fan the init keeps", choices=("fan_in", "fan_out")),
+    Rule("preprocess.components", "int", "PCA components kept", low=1),
+    Rule("preprocess.eps", "number", "whitening's regulariser", low=0),
+    Rule("preprocess.mode", "choice", "what the statistics are taken over", choices=("channel", "image")),
+    # augmentation
+    Rule("augment.hflip.p", "number", "probability of a horizontal flip", **PROBABILITY),
+    Rule("augment.vflip.p", "number", "probability of a vertical flip", **PROBABILITY),
+    Rule(
+        "augment.crop.padding", "int", "pixels of padding before the crop", low=0, high=lambda cfg: _image_side(cfg) - 1
+    ),
+    Rule("augment.cutout.size", "int", "side of the cut-out square", low=1, high=_image_side),
+    Rule("augment.rotate.degrees", "number", "largest rotation", low=0, high=180),
+    Rule(
+        "augment.translate.fraction",
+        "number",
+        "largest shift, as a fraction of the side",
+        low=0,
+        high=1,
+        high_open=True,
+    ),
+    # regularizers
+    Rule("regularizer.dropout.p", "number", "probability of zeroing a unit", low=0, high=1, high_open=True),
+    Rule("regularizer.alpha_dropout.p", "number", "probability of dropping a unit", low=0, high=1, high_open=True),
+    Rule("regularizer.dropconnect.p", "number", "probability of zeroing a weight", low=0, high=1, high_open=True),
+    Rule("regularizer.dropconnect.samples", "int", "samples of DropConnect's inference", low=1),
+    Rule("regularizer.l1.weight", "number", "L1 penalty weight", low=0),
+    Rule("regularizer.l2.weight", "number", "L2 penalty weight", low=0),
+    Rule("regularizer.elastic_net.l1_weight", "number", "elastic net's L1 weight", low=0),
+    Rule("regularizer.elastic_net.l2_weight", "number", "elastic net's L2 weight", low=0),
+    Rule("regularizer.mixup.alpha", "number", "mixup's Beta(alpha, alpha)", low=0, low_open=True),
+    Rule("regularizer.cutmix.alpha", "number", "CutMix's Beta(alpha, alpha)", low=0, low_open=True),
+    Rule("regularizer.label_smoothing.eps", "number", "label smoothing", low=0, high=1, high_open=True),
+    Rule(
+        "regularizer.stochastic_depth.p_L",
+        "number",
+        "survival probability of the last block",
+        low=0,
+        high=1,
+        low_open=True,
+    ),
+    Rule(
+        "regularizer.fractional_pool.ratio",
+        "number",
+        "fractional pooling's output/input ratio",
+        low=0.5,
+        high=1,
+        high_open=True,
+    ),
+    # optimisation
+    Rule("optimizer.lr", "number", "learning rate", low=0, low_open=True),
+    Rule("optimizer.weight_decay", "number", "weight decay", low=0),
+    Rule("optimizer.momentum", "number", "momentum", low=0, high=1, high_open=True),
+    Rule("scheduler.max_lr", "number", "one-cycle's peak learning rate", low=0, low_open=True),
+    Rule("scheduler.pct_start", "number", "one-cycle's warm-up share", low=0, high=1, low_open=True, high_open=True),
+    Rule("scheduler.gamma", "number", "the schedule's factor", low=0, low_open=True),
+    Rule("scheduler.step_size", "int", "epochs between decays", low=1),
+    # training
+    Rule("trainer.max_epochs", "int", "epochs", low=1),
+    Rule(
+        "trainer.precision",
+        "choice",
+        "numeric precision",
+        choices=("32-true", "32", "bf16-mixed", "16-mixed", "bf16-true", "64-true"),
+    ),
+    Rule("trainer.accelerator", "choice", "device kind", choices=("auto", "cpu", "gpu", "cuda", "mps", "tpu")),
+    Rule("callbacks.early_stopping.patience", "int", "epochs without improvement before stopping", low=1),
+    Rule("callbacks.model_checkpoint.save_top_k", "int", "best checkpoints kept (-1: all)", low=-1),
+    Rule("seed", "int", "random seed", low=0, high=2**32 - 1),
+    # ensembles, recipe
+    Rule("ensemble.size", "int", "members of the ensemble", low=2),
+    Rule("ensemble.cycles", "int", "snapshot cycles", low=1),
+    Rule("ensemble.decay", "number", "EMA decay", low=0, high=1, low_open=True, high_open=True),
+    Rule(
+        "ensemble.swa_epoch_start",
+        "number",
+        "when SWA starts (share of the epochs)",
+        low=0,
+        high=1,
+        low_open=True,
+        high_open=True,
+    ),
+    Rule("recipe.samples", "int", "images of the overfitting sample", low=1),
+    Rule("recipe.max_epochs", "int", "epochs of the overfitting check", low=1),
+    Rule("recipe.batches", "int", "batches of the initial-loss check", low=1),
+    Rule("recipe.num_training", "int", "steps of the learning-rate range test", low=2),
+    Rule("recipe.min_lr", "number", "lowest learning rate of the range test", low=0, low_open=True),
+    Rule(
+        "recipe.max_lr",
+        "number",
+        "highest learning rate of the range test",
+        low=lambda cfg: cfg.recipe.min_lr,
+        low_open=True,
+    ),
+)
+
+
+def validate(cfg: DictConfig) -> None:
+    """Raise :class:`ConfigError` listing every setting of ``cfg`` that breaks :data:`RULES`."""
+    problems = []
+    for rule in RULES:
+        value = OmegaConf.select(cfg, rule.key, default=None, throw_on_resolution_failure=False)
+        if value is None or isinstance(value, DictConfig | ListConfig):
+            continue
+        if not rule.check(value, cfg):
+            problems.append(f"{rule.key}={value!r}: {rule.what} must be {rule.allowed(cfg)}")
+    if problems:
+        raise ConfigError("invalid settings, nothing was run:\n  " + "\n  ".join(problems))
+
+
+# ---- the command line, before Hydra ----
+def config_groups() -> dict[str, list[str]]:
+    """Every config group and its options (``configs/<group>/<option>.yaml``)."""
+    groups = {}
+    for d in sorted(p for p in CONFIG_DIR.rglob("*") if p.is_dir()):
+        options = sorted(f.stem for f in d.glob("*.yaml"))
+        if options:
+            groups[str(d.relative_to(CONFIG_DIR))] = options
+    return groups
+
+
+def _top_level_keys(config_name: str) -> set[str]:
+    data = OmegaConf.load(CONFIG_DIR / f"{config_name}.yaml")
+    return {k for k in data if k != "defaults"}
+
+
+def check_command_line(args: Sequence[str], config_name: str = "train") -> None:
+    """Raise :class:`ConfigError` for an unknown group option or an unknown top-level setting in ``args``."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    overrides = [a for a in args if "=" in a and not a.startswith("-")]
+    if not overrides:
+        return
+    groups = config_groups()
+    known = {g.split("/")[0] for g in groups} | _top_level_keys(config_name) | {"hydra"}
+    problems = []
+    for override in OverridesParser.create().parse_overrides(overrides):
+        key = override.key_or_group
+        if override.is_delete() or override.is_add() or override.is_force_add() or key.startswith("hydra"):
+            continue
+        if key in groups and override.value() is not None:
+            values = override.value()
+            items = list(values.list) if override.is_sweep_override() and hasattr(values, "list") else [values]
+            names = [n for item in items for n in (item if isinstance(item, list) else [item])]
+            for name in map(str, names):
+                if name not in groups[key] and name != "null":
+                    problems.append(_unknown(f"{key}={name}", f"is not an option of {key}", name, groups[key]))
+            continue
+        top = key.split(".")[0].split("/")[0]
+        if top not in known:
+            problems.append(_unknown(f"{key}=...", f"'{top}' is not a setting", top, sorted(known)))
+    if problems:
+        raise ConfigError("invalid command line, nothing was run:\n  " + "\n  ".join(problems))
+
+
+def _unknown(what: str, why: str, name: str, valid: Sequence[str]) -> str:
+    close = difflib.get_close_matches(name, list(valid), n=1, cutoff=0.6)
+    hint = f"; did you mean '{close[0]}'?" if close else "."
+    return f"{what}: {why}{hint} Valid: {', '.join(valid)}"

@@ -1,0 +1,229 @@
+"""Bad input gets a clear error before anything runs: exit code 2, the key, the value, what is allowed.
+
+Every case here is also a row of docs/bad_inputs.md (generated from this list: TRAINLAB_WRITE_DOCS=1 pytest
+tests/test_bad_input.py rewrites it; a test fails when the file and the messages differ).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+
+import pytest
+
+from trainlab.train import train
+from trainlab.validate import ConfigError, check_command_line, validate
+
+from .conftest import BIN, QUIET, ROOT
+
+#: (command-line input, a fragment the message must contain)
+COMMAND_LINE = [
+    ("activation=relu6", "activation=relu6: is not an option of activation; did you mean 'relu'?"),
+    ("optimiser.lr=0.1", "'optimiser' is not a setting; did you mean 'optimizer'?"),
+    ("augment=[hflip,flop]", "augment=flop: is not an option of augment"),
+    ("model=transformer", "model=transformer: is not an option of model"),
+    ("data=imagenet", "data=imagenet: is not an option of data"),
+    ("regularizer=[dropot]", "regularizer=dropot: is not an option of regularizer; did you mean 'dropout'?"),
+    ("optimizer=adamm", "optimizer=adamm: is not an option of optimizer; did you mean 'adam'?"),
+    ("scheduler=cosin", "did you mean 'cosine'?"),
+    ("activation=relu,relu7", "activation=relu7: is not an option of activation"),
+    ("traner.max_epochs=3", "'traner' is not a setting; did you mean 'trainer'?"),
+    ("init=he", "init=he: is not an option of init"),
+    ("augment=crop,[hflip,flip]", "augment=flip: is not an option of augment"),
+]
+#: (overrides, fragment): composed, then validated against the schema
+SETTINGS = [
+    (
+        "regularizer=[dropout] regularizer.dropout.p=1.5",
+        "regularizer.dropout.p=1.5: probability of zeroing a unit must be a number in [0, 1)",
+    ),
+    ("optimizer.lr=-1", "optimizer.lr=-1: learning rate must be a number > 0"),
+    ("optimizer.lr=abc", "optimizer.lr='abc': learning rate must be a number > 0"),
+    (
+        "regularizer=[mixup] regularizer.mixup.alpha=-0.2",
+        "regularizer.mixup.alpha=-0.2: mixup's Beta(alpha, alpha) must be a number > 0",
+    ),
+    ("data.batch_size=0", "data.batch_size=0: samples per batch must be an integer >= 1"),
+    ("data.batch_size=3.5", "data.batch_size=3.5: samples per batch must be an integer >= 1"),
+    ("model.depth=0", "model.depth=0: hidden layers (MLP) or layers (ResNet) must be an integer >= 1"),
+    ("model.width=0", "model.width=0: units or channels per layer must be an integer >= 1"),
+    (
+        "data=fashion_mnist augment=[cutout] augment.cutout.size=100",
+        "augment.cutout.size=100: side of the cut-out square must be an integer in [1, 28]",
+    ),
+    (
+        "augment=[cutout] augment.cutout.size=9",
+        "augment.cutout.size=9: side of the cut-out square must be an integer in [1, 8]",
+    ),
+    ("init=small_random init.std=-1", "init.std=-1: standard deviation of the weights must be a number > 0"),
+    ("ensemble=independent ensemble.size=0", "ensemble.size=0: members of the ensemble must be an integer >= 2"),
+    ("optimizer.weight_decay=-0.1", "optimizer.weight_decay=-0.1: weight decay must be a number >= 0"),
+    ("optimizer=momentum optimizer.momentum=1.5", "optimizer.momentum=1.5: momentum must be a number in [0, 1)"),
+    ("trainer.max_epochs=0", "trainer.max_epochs=0: epochs must be an integer >= 1"),
+    (
+        "regularizer=[label_smoothing] regularizer.label_smoothing.eps=1.0",
+        "regularizer.label_smoothing.eps=1.0: label smoothing must be a number in [0, 1)",
+    ),
+    (
+        "regularizer=[dropconnect] regularizer.dropconnect.p=-0.1",
+        "regularizer.dropconnect.p=-0.1: probability of zeroing a weight must be a number in [0, 1)",
+    ),
+    (
+        "regularizer=[l2] regularizer.l2.weight=-1e-4",
+        "regularizer.l2.weight=-0.0001: L2 penalty weight must be a number >= 0",
+    ),
+    ("regularizer=[l1] regularizer.l1.weight=-1", "regularizer.l1.weight=-1: L1 penalty weight must be a number >= 0"),
+    (
+        "augment=[hflip] augment.hflip.p=2",
+        "augment.hflip.p=2: probability of a horizontal flip must be a number in [0, 1]",
+    ),
+    (
+        "augment=[crop] augment.crop.padding=-1",
+        "augment.crop.padding=-1: pixels of padding before the crop must be an integer in [0, 7]",
+    ),
+    (
+        "augment=[rotate] augment.rotate.degrees=360",
+        "augment.rotate.degrees=360: largest rotation must be a number in [0, 180]",
+    ),
+    (
+        "activation=leaky_relu activation.negative_slope=-0.1",
+        "activation.negative_slope=-0.1: slope for x < 0 must be a number >= 0",
+    ),
+    ("activation=maxout activation.pieces=1", "activation.pieces=1: maxout's pieces must be an integer >= 2"),
+    ("preprocess=pca preprocess.components=0", "preprocess.components=0: PCA components kept must be an integer >= 1"),
+    ("data.loader=disk", "data.loader='disk': how batches are made must be one of memory, dataloader"),
+    ("trainer.precision=fp8", "trainer.precision='fp8': numeric precision must be one of 32-true"),
+    (
+        "callbacks.early_stopping.patience=0",
+        "callbacks.early_stopping.patience=0: epochs without improvement before stopping must be an integer >= 1",
+    ),
+    ("seed=-5", "seed=-5: random seed must be an integer in [0, 4294967295]"),
+    ("ensemble=ema ensemble.decay=1.5", "ensemble.decay=1.5: EMA decay must be a number in (0, 1)"),
+    ("ensemble=snapshot ensemble.cycles=0", "ensemble.cycles=0: snapshot cycles must be an integer >= 1"),
+    (
+        "recipe=lr_find recipe.max_lr=1e-7",
+        "recipe.max_lr=1e-07: highest learning rate of the range test must be a number > 1e-06",
+    ),
+    (
+        "model=resnet regularizer=[stochastic_depth] regularizer.stochastic_depth.p_L=0",
+        "regularizer.stochastic_depth.p_L=0: survival probability of the last block must be a number in (0, 1]",
+    ),
+    ("model=cnn model.pool=median", "model.pool='median': the CNN's pooling must be one of max, avg, none"),
+    ("init=kaiming init.mode=fan_avg", "init.mode='fan_avg': the fan the init keeps must be one of fan_in, fan_out"),
+    (
+        "data.val_fraction=1.5",
+        "data.val_fraction=1.5: share of digits held out for validation must be a number in (0, 1)",
+    ),
+    ("optimizer.lr=nan", "optimizer.lr=nan: learning rate must be a number > 0"),
+]
+
+
+def settings_message(make_cfg, overrides: str) -> str:
+    with pytest.raises(ConfigError) as err:
+        validate(make_cfg(*overrides.split()))
+    return str(err.value)
+
+
+def command_line_message(overrides: str) -> str:
+    with pytest.raises(ConfigError) as err:
+        check_command_line(overrides.split())
+    return str(err.value)
+
+
+@pytest.mark.parametrize(("overrides", "fragment"), COMMAND_LINE)
+def test_an_unknown_option_or_setting_is_named_with_the_choices(overrides, fragment):
+    message = command_line_message(overrides)
+    assert fragment in message and "Valid: " in message
+
+
+@pytest.mark.parametrize(("overrides", "fragment"), SETTINGS)
+def test_a_wrong_type_or_range_names_the_key_value_and_range(make_cfg, overrides, fragment):
+    assert fragment in settings_message(make_cfg, overrides)
+
+
+def test_every_problem_is_reported_at_once(make_cfg):
+    message = settings_message(make_cfg, "optimizer.lr=-1 data.batch_size=0 trainer.max_epochs=0")
+    assert message.count("\n  ") == 3
+
+
+def test_the_valid_defaults_and_every_experiment_pass(make_cfg):
+    validate(make_cfg())
+    for experiment in ("digits_mlp", "digits_cnn", "fashion_cnn", "init_study", "fashion_mnist_speed"):
+        validate(make_cfg(f"experiment={experiment}", subdir=experiment))
+    check_command_line(["activation=tanh", "augment=[hflip,crop]", "-m", "seed=1,2", "+trainer.limit_val_batches=2"])
+    check_command_line(["-m", "augment=crop,[hflip,crop,cutout]", "regularizer=[],[mixup,cutmix]"])
+
+
+FILES = [
+    ("ckpt_path=<missing file>", "no such file"),
+    ("ckpt_path=<a file that is not a checkpoint>", "is not a readable PyTorch Lightning checkpoint"),
+    ("data=mnist data.download=false paths.data_dir=<empty dir>", "MNIST not found: no directory holds all of"),
+]
+
+
+def files_message(make_cfg, tmp_path, case: str) -> str:
+    empty = tmp_path / "empty"
+    empty.mkdir(exist_ok=True)
+    garbage = tmp_path / "garbage.ckpt"
+    garbage.write_bytes(b"not a checkpoint")
+    overrides = (
+        case.replace("<missing file>", str(tmp_path / "nope.ckpt"))
+        .replace("<a file that is not a checkpoint>", str(garbage))
+        .replace("<empty dir>", str(empty))
+    )
+    with pytest.raises((ConfigError, FileNotFoundError)) as err:
+        train(make_cfg(*overrides.split()))
+    return str(err.value)
+
+
+@pytest.mark.parametrize(("case", "fragment"), FILES)
+def test_missing_or_unreadable_files_get_one_paragraph(make_cfg, tmp_path, case, fragment):
+    assert fragment in files_message(make_cfg, tmp_path, case)
+
+
+def test_a_checkpoint_of_another_model_is_refused_with_both_shapes(make_cfg, tmp_path):
+    metrics = train(make_cfg("trainer.max_epochs=1", "test=false", "model.width=32", subdir="small"))
+    with pytest.raises(RuntimeError, match="size mismatch"):
+        train(make_cfg(f"ckpt_path={metrics['last_ckpt']}", "model.width=64", subdir="big"))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "args", [["activation=relu6"], ["optimizer.lr=-1"], ["ckpt_path=/no/such.ckpt"]], ids=["option", "range", "file"]
+)
+def test_the_command_exits_2_without_a_traceback_and_writes_nothing(tmp_path, args):
+    proc = subprocess.run(
+        [str(BIN / "trainlab-train"), *args, *QUIET],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    if args == ["activation=relu6"]:
+        assert not (tmp_path / "logs").exists()  # refused before Hydra made a run directory
+    else:
+        assert not list((tmp_path / "logs").rglob("*.ckpt")) and not list((tmp_path / "logs").rglob("metrics.json"))
+
+
+def test_the_docs_table_lists_every_case_with_its_message(make_cfg, tmp_path):
+    rows = ["| # | input | message |", "|---|---|---|"]
+    cases = [(o, command_line_message(o)) for o, _ in COMMAND_LINE]
+    cases += [(o, settings_message(make_cfg, o)) for o, _ in SETTINGS]
+    cases += [(c, files_message(make_cfg, tmp_path, c)) for c, _ in FILES]
+    for i, (case, message) in enumerate(cases, start=1):
+        first = message.split("\n")[-1].strip() if "nothing was run" in message else message.split("\n")[0]
+        first = first.replace(str(tmp_path), "<tmp>").replace("|", "\\|")
+        rows.append(f"| {i} | `{case}` | {first[:220]} |")
+    text = (
+        "# Bad inputs and the messages they get\n\n"
+        "Every row is a test (`tests/test_bad_input.py`); `trainlab-train` exits with code 2 for each, before\n"
+        "anything is trained or written. Command-line problems are caught before Hydra starts; settings are\n"
+        "checked against the schema in `src/trainlab/validate.py`. Regenerate this file with\n"
+        "`TRAINLAB_WRITE_DOCS=1 pytest tests/test_bad_input.py -k docs`.\n\n" + "\n".join(rows) + "\n"
+    )
+    path = ROOT / "docs" / "bad_inputs.md"
+    if os.environ.get("TRAINLAB_WRITE_DOCS"):
+        path.write_text(text)
+    assert len(cases) >= 40
+    assert path.read_text() == text, "docs/bad_inputs.md is out of date: TRAINLAB_WRITE_DOCS=1 to rewrite it"
