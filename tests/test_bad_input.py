@@ -12,7 +12,7 @@ import subprocess
 import pytest
 
 from trainlab.train import train
-from trainlab.validate import ConfigError, check_command_line, validate
+from trainlab.validate import ConfigError, check_command_line, check_log_dir, validate
 
 from .conftest import BIN, QUIET, ROOT
 
@@ -161,6 +161,37 @@ FILES = [
 ]
 
 
+LOG_DIRS = [
+    ("paths.log_dir=/proc/trainlab-logs", "cannot write run outputs to /proc/trainlab-logs"),
+    ("paths.log_dir=<a nearly full disk>", "MB free on the disk of"),
+]
+
+
+def log_dir_message(tmp_path, monkeypatch, case: str) -> str:
+    import shutil
+
+    if "nearly full" in case:
+        usage = shutil.disk_usage(tmp_path)
+        monkeypatch.setattr(shutil, "disk_usage", lambda path: usage._replace(free=50 * 2**20))
+        case = f"paths.log_dir={tmp_path / 'logs'}"
+    with pytest.raises(ConfigError) as err:
+        check_log_dir([case])
+    monkeypatch.undo()
+    return str(err.value).replace(str(tmp_path), "<tmp>")
+
+
+@pytest.mark.parametrize(("case", "fragment"), LOG_DIRS)
+def test_an_unwritable_or_full_log_directory_is_refused_at_start(tmp_path, monkeypatch, case, fragment):
+    message = log_dir_message(tmp_path, monkeypatch, case)
+    assert fragment in message and "nothing was run" in message
+
+
+def test_a_writable_log_directory_is_created_and_left_clean(tmp_path):
+    target = tmp_path / "a" / "b"
+    assert check_log_dir([f"paths.log_dir={target}"]) == target
+    assert target.is_dir() and not list(target.iterdir())  # the probe file is gone
+
+
 def files_message(make_cfg, tmp_path, case: str) -> str:
     empty = tmp_path / "empty"
     empty.mkdir(exist_ok=True)
@@ -189,7 +220,15 @@ def test_a_checkpoint_of_another_model_is_refused_with_both_shapes(make_cfg, tmp
 
 @pytest.mark.slow
 @pytest.mark.parametrize(
-    "args", [["activation=relu6"], ["optimizer.lr=-1"], ["ckpt_path=/no/such.ckpt"]], ids=["option", "range", "file"]
+    "args",
+    [
+        ["activation=relu6"],
+        ["optimizer.lr=-1"],
+        ["ckpt_path=/no/such.ckpt"],
+        ["paths.log_dir=/proc/trainlab-logs"],
+        ["data=mnist", "data.download=false", "paths.data_dir=no_data_here"],
+    ],
+    ids=["option", "range", "file", "log-dir", "data"],
 )
 def test_the_command_exits_2_without_a_traceback_and_writes_nothing(tmp_path, args):
     proc = subprocess.run(
@@ -200,17 +239,18 @@ def test_the_command_exits_2_without_a_traceback_and_writes_nothing(tmp_path, ar
         env={**os.environ, "OMP_NUM_THREADS": "1"},
     )
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
-    if args == ["activation=relu6"]:
+    if args[0].startswith(("activation", "paths")):
         assert not (tmp_path / "logs").exists()  # refused before Hydra made a run directory
     else:
         assert not list((tmp_path / "logs").rglob("*.ckpt")) and not list((tmp_path / "logs").rglob("metrics.json"))
 
 
-def test_the_docs_table_lists_every_case_with_its_message(make_cfg, tmp_path):
+def test_the_docs_table_lists_every_case_with_its_message(make_cfg, tmp_path, monkeypatch):
     rows = ["| # | input | message |", "|---|---|---|"]
     cases = [(o, command_line_message(o)) for o, _ in COMMAND_LINE]
     cases += [(o, settings_message(make_cfg, o)) for o, _ in SETTINGS]
     cases += [(c, files_message(make_cfg, tmp_path, c)) for c, _ in FILES]
+    cases += [(c, log_dir_message(tmp_path, monkeypatch, c)) for c, _ in LOG_DIRS]
     for i, (case, message) in enumerate(cases, start=1):
         first = message.split("\n")[-1].strip() if "nothing was run" in message else message.split("\n")[0]
         first = first.replace(str(tmp_path), "<tmp>").replace("|", "\\|")

@@ -354,6 +354,13 @@ def main(cfg: DictConfig) -> float | None:
             return float("nan")
         log.error(str(err))
         sys.exit(2)
+    except FileNotFoundError as err:  # a data set's files (the message says where it looked and how to get them)
+        if multirun:
+            log.error(f"this job failed, the sweep goes on: {err}")
+            _record_failure(cfg, err)
+            return float("nan")
+        log.error(str(err))
+        sys.exit(2)
     except RunInterrupted as err:
         log.warning(f"{err} (metrics.json: status interrupted)")
         sys.exit(128 + err.signum)
@@ -379,10 +386,13 @@ def main(cfg: DictConfig) -> float | None:
 
 def cli() -> None:
     """``trainlab-train``: the command line is checked (unknown options and settings: exit 2) before Hydra runs."""
-    from trainlab.validate import ConfigError, check_command_line
+    from trainlab.validate import ConfigError, check_command_line, check_log_dir
 
+    args = sys.argv[1:]
     try:
-        check_command_line(sys.argv[1:])
+        check_command_line(args)
+        if not any(a.startswith(("--help", "-h", "--cfg", "-c", "--info", "--hydra-help")) for a in args):
+            check_log_dir(args)
     except ConfigError as err:
         print(f"trainlab-train: {err}", file=sys.stderr)
         sys.exit(2)

@@ -291,3 +291,43 @@ def _unknown(what: str, why: str, name: str, valid: Sequence[str]) -> str:
     close = difflib.get_close_matches(name, list(valid), n=1, cutoff=0.6)
     hint = f"; did you mean '{close[0]}'?" if close else "."
     return f"{what}: {why}{hint} Valid: {', '.join(valid)}"
+
+
+#: a run needs at least this much free disk space where its logs go (checkpoints, logs, figures)
+MIN_FREE_MB = 200
+
+
+def check_log_dir(args: Sequence[str]) -> Path:
+    """Raise :class:`ConfigError` when the run's log directory cannot be written or its disk is (nearly) full.
+
+    The directory is ``paths.log_dir`` from the command line, else ``$TRAINLAB_ROOT/logs`` or ``./logs``. It is
+    created if missing and a probe file is written and removed, so that a read-only or full disk is found before
+    a run starts instead of at its first checkpoint.
+    """
+    import os
+    import shutil
+    import tempfile
+
+    log_dir = None
+    for arg in args:
+        if arg.startswith("paths.log_dir="):
+            log_dir = arg.split("=", 1)[1]
+        elif arg.startswith("paths.root_dir=") and log_dir is None:
+            log_dir = str(Path(arg.split("=", 1)[1]) / "logs")
+    path = Path(log_dir or Path(os.environ.get("TRAINLAB_ROOT", ".")) / "logs")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".write-probe-"):
+            pass
+    except OSError as err:
+        raise ConfigError(
+            f"cannot write run outputs to {path} ({err.strerror or err}): nothing was run. Choose a writable "
+            "directory with paths.log_dir=<dir> or TRAINLAB_ROOT=<dir>"
+        ) from None
+    free_mb = shutil.disk_usage(path).free / 2**20
+    if free_mb < MIN_FREE_MB:
+        raise ConfigError(
+            f"only {free_mb:.0f} MB free on the disk of {path} (a run needs {MIN_FREE_MB} MB for checkpoints and "
+            "logs): nothing was run. Free some space or set paths.log_dir=<dir on another disk>"
+        )
+    return path
