@@ -212,10 +212,28 @@ def test_missing_or_unreadable_files_get_one_paragraph(make_cfg, tmp_path, case,
     assert fragment in files_message(make_cfg, tmp_path, case)
 
 
-def test_a_checkpoint_of_another_model_is_refused_with_both_shapes(make_cfg, tmp_path):
+def test_a_checkpoint_of_another_model_is_refused_naming_the_differences(make_cfg, tmp_path):
     metrics = train(make_cfg("trainer.max_epochs=1", "test=false", "model.width=32", subdir="small"))
-    with pytest.raises(RuntimeError, match="size mismatch"):
-        train(make_cfg(f"ckpt_path={metrics['last_ckpt']}", "model.width=64", subdir="big"))
+    with pytest.raises(ConfigError) as err:
+        train(make_cfg(f"ckpt_path={metrics['last_ckpt']}", "model.width=64", "activation=tanh", subdir="big"))
+    message = str(err.value)
+    assert "was saved by another model" in message
+    assert (
+        "model.width: checkpoint 32, now 64" in message and "activation.name: checkpoint 'relu', now 'tanh'" in message
+    )
+    assert not (tmp_path / "big" / "checkpoints").exists()  # refused before training
+    # the same model resumes (other settings, e.g. the learning rate or the epochs, may change)
+    resumed = train(
+        make_cfg(
+            f"ckpt_path={metrics['last_ckpt']}",
+            "model.width=32",
+            "trainer.max_epochs=2",
+            "optimizer.lr=0.0005",
+            "test=false",
+            subdir="same",
+        )
+    )
+    assert resumed["epochs"] == 2
 
 
 @pytest.mark.slow

@@ -401,6 +401,30 @@ def write_metrics(cfg: DictConfig, metrics: Mapping[str, Any]) -> Path:
     return path
 
 
+#: settings that decide the shapes of a checkpoint's weights: resuming needs them unchanged
+ARCHITECTURE_KEYS = ("model", "activation", "data.input_shape", "data.num_classes", "ensemble.kind", "ensemble.size")
+
+
+def architecture_changes(saved: Mapping[str, Any], cfg: DictConfig) -> list[str]:
+    """``key: checkpoint X, now Y`` for every :data:`ARCHITECTURE_KEYS` setting that differs (flattened)."""
+
+    def flat(node: Any, prefix: str) -> dict[str, Any]:
+        if isinstance(node, Mapping):
+            return {k: v for key, sub in node.items() for k, v in flat(sub, f"{prefix}.{key}").items()}
+        return {prefix: list(node) if isinstance(node, list | tuple) else node}
+
+    saved_cfg = OmegaConf.create(dict(saved))
+    changes = []
+    for key in ARCHITECTURE_KEYS:
+        old = _container(OmegaConf.select(saved_cfg, key, default=None))
+        new = _container(OmegaConf.select(cfg, key, default=None))
+        old_flat, new_flat = flat(old, key), flat(new, key)
+        for k in sorted(set(old_flat) | set(new_flat)):
+            if old_flat.get(k) != new_flat.get(k):
+                changes.append(f"{k}: checkpoint {old_flat.get(k)!r}, now {new_flat.get(k)!r}")
+    return changes
+
+
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
     """Read a checkpoint safely (``weights_only=True``) with a clear error when it is missing or unreadable."""
     path = Path(path)

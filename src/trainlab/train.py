@@ -43,9 +43,17 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         pl.seed_everything(cfg.seed, workers=True, verbose=False)
     if cfg.get("ckpt_path"):
         try:  # fail now, not after building everything, when it is unusable
-            run.load_checkpoint(cfg.ckpt_path)
+            checkpoint = run.load_checkpoint(cfg.ckpt_path)
         except (FileNotFoundError, ValueError) as err:
             raise ConfigError(str(err)) from None
+        saved = (checkpoint.get("trainlab") or {}).get("config")
+        changes = run.architecture_changes(saved, cfg) if saved else []
+        if changes:
+            raise ConfigError(
+                f"ckpt_path={cfg.ckpt_path} was saved by another model, so its weights do not fit this one: "
+                + "; ".join(changes)
+                + ". Resume with the checkpoint's settings (its config.yaml), or start a new run without ckpt_path"
+            )
 
     if cfg.get("recipe"):
         return run_recipe(cfg)
