@@ -10,6 +10,7 @@ import os
 import subprocess
 
 import pytest
+import torch
 
 from trainlab.train import train
 from trainlab.validate import ConfigError, check_command_line, check_log_dir, validate
@@ -115,6 +116,7 @@ SETTINGS = [
         "data.val_fraction=1.5: share of digits held out for validation must be a number in (0, 1)",
     ),
     ("optimizer.lr=nan", "optimizer.lr=nan: learning rate must be a number > 0"),
+    ("trust_checkpoint=yes", "trust_checkpoint='yes': whether to unpickle more than weights must be true or false"),
 ]
 
 
@@ -210,6 +212,22 @@ def files_message(make_cfg, tmp_path, case: str) -> str:
 @pytest.mark.parametrize(("case", "fragment"), FILES)
 def test_missing_or_unreadable_files_get_one_paragraph(make_cfg, tmp_path, case, fragment):
     assert fragment in files_message(make_cfg, tmp_path, case)
+
+
+def test_a_checkpoint_with_more_than_weights_needs_trust_checkpoint(make_cfg, tmp_path):
+    import argparse
+
+    metrics = train(make_cfg("trainer.max_epochs=1", "test=false", subdir="first"))
+    checkpoint = torch.load(metrics["last_ckpt"], weights_only=True)
+    checkpoint["notes"] = argparse.Namespace(author="someone")  # an arbitrary Python object: needs unpickling
+    path = tmp_path / "with_objects.ckpt"
+    torch.save(checkpoint, path)
+    with pytest.raises(ConfigError, match="trust_checkpoint=true loads it with weights_only=False"):
+        train(make_cfg(f"ckpt_path={path}", "trainer.max_epochs=2", subdir="refused"))
+    resumed = train(
+        make_cfg(f"ckpt_path={path}", "trust_checkpoint=true", "trainer.max_epochs=2", "test=false", subdir="trusted")
+    )
+    assert resumed["status"] == "completed" and resumed["epochs"] == 2
 
 
 def test_a_checkpoint_of_another_model_is_refused_naming_the_differences(make_cfg, tmp_path):

@@ -139,7 +139,11 @@ def test_wandb_mode_resolution(monkeypatch, tmp_path):
 
 @pytest.mark.slow
 def test_wandb_multirun_shares_a_group_and_never_stores_the_key(tmp_path):
+    """Neither the W&B key, nor another secret in the environment, nor a .env file's contents reach any file
+    (configs, logs, checkpoints, the W&B run) of a multirun."""
     secret = "trainlab-test-secret-" + "k" * 19
+    env_secret, dotenv_secret = "trainlab-env-token-" + "e" * 12, "trainlab-dotenv-token-" + "d" * 12
+    (tmp_path / ".env").write_text(f"SERVICE_TOKEN={dotenv_secret}\nWANDB_API_KEY={dotenv_secret}\n")
     run_cli(
         [
             "trainlab-train",
@@ -152,12 +156,15 @@ def test_wandb_multirun_shares_a_group_and_never_stores_the_key(tmp_path):
             "extras.print_config=false",
         ],
         cwd=tmp_path,
-        env={"WANDB_API_KEY": secret, "WANDB_MODE": "offline"},
+        env={"WANDB_API_KEY": secret, "WANDB_MODE": "offline", "SERVICE_TOKEN": env_secret},
     )
     jobs = sorted(p for p in (tmp_path / "logs/train/multiruns").glob("*/*") if p.is_dir())
     assert [j.name for j in jobs] == ["0", "1"]
     groups = {wandb_run(j)["run"].run_group for j in jobs}
     assert groups == {jobs[0].parent.name}  # one group, named after the sweep directory
-    for path in tmp_path.rglob("*"):
-        if path.is_file():
-            assert secret.encode() not in path.read_bytes(), f"the W&B key leaked into {path}"
+    files = [p for p in tmp_path.rglob("*") if p.is_file() and p.name != ".env"]
+    assert any(p.suffix == ".ckpt" for p in files) and any(p.suffix == ".wandb" for p in files)
+    for path in files:
+        data = path.read_bytes()
+        for leaked in (secret, env_secret, dotenv_secret):
+            assert leaked.encode() not in data, f"a secret leaked into {path}"

@@ -41,8 +41,8 @@ def member_paths(ckpt_path: Any) -> list[str]:
     return [str(path)]
 
 
-def saved_config(run, path: str) -> dict[str, Any]:
-    saved = (run.load_checkpoint(path).get("trainlab") or {}).get("config")
+def saved_config(run, path: str, trusted: bool = False) -> dict[str, Any]:
+    saved = (run.load_checkpoint(path, trusted=trusted).get("trainlab") or {}).get("config")
     if not saved:
         raise ValueError(
             f"ckpt_path={path!r} carries no trainlab config (it was not written by trainlab-train), "
@@ -73,7 +73,7 @@ def evaluate_one(cfg: DictConfig, path: str) -> dict[str, Any]:
 
     from trainlab import run
 
-    cfg = with_saved_config(cfg, saved_config(run, path), run.MODEL_KEYS)
+    cfg = with_saved_config(cfg, saved_config(run, path, bool(cfg.get("trust_checkpoint"))), run.MODEL_KEYS)
     with open_dict(cfg):
         cfg.ckpt_path = path
     run.apply_extras(cfg)
@@ -90,7 +90,9 @@ def evaluate_one(cfg: DictConfig, path: str) -> dict[str, Any]:
     # the training callbacks (checkpointing, early stopping) have no role in testing
     warnings.filterwarnings("ignore", message=".*callbacks used to create the checkpoint need to be provided.*")
     try:
-        trainer.test(model=model, datamodule=datamodule, ckpt_path=cfg.ckpt_path, weights_only=True)
+        trainer.test(
+            model=model, datamodule=datamodule, ckpt_path=cfg.ckpt_path, weights_only=not cfg.get("trust_checkpoint")
+        )
     finally:
         run.finish_loggers(loggers)
     metrics = {k: v for k, v in trainer.callback_metrics.items() if k.startswith("test/")}
@@ -112,7 +114,7 @@ def evaluate_ensemble(cfg: DictConfig, paths: list[str]) -> dict[str, Any]:
 
     from trainlab import run
 
-    configs = [saved_config(run, p) for p in paths]
+    configs = [saved_config(run, p, bool(cfg.get("trust_checkpoint"))) for p in paths]
     data = [OmegaConf.to_container(OmegaConf.create(c["data"])) for c in configs]
     if any(d != data[0] for d in data[1:]):
         raise ValueError(
@@ -130,7 +132,7 @@ def evaluate_ensemble(cfg: DictConfig, paths: list[str]) -> dict[str, Any]:
     member_probs = []
     for path, saved in zip(paths, configs, strict=True):
         module = run.build_module(with_saved_config(cfg, saved, run.MODEL_KEYS)).to(device)
-        state = run.load_checkpoint(path)["state_dict"]
+        state = run.load_checkpoint(path, trusted=bool(cfg.get("trust_checkpoint")))["state_dict"]
         member_probs.append(test_probabilities(module, state, x_test, datamodule.eval_batch_size))
     report = ensemble_report(member_probs, y_test)
     for path, acc in zip(paths, report["test/acc_members"], strict=True):

@@ -425,15 +425,24 @@ def architecture_changes(saved: Mapping[str, Any], cfg: DictConfig) -> list[str]
     return changes
 
 
-def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Read a checkpoint safely (``weights_only=True``) with a clear error when it is missing or unreadable."""
+def load_checkpoint(path: str | Path, trusted: bool = False) -> dict[str, Any]:
+    """Read a checkpoint with a clear error when it is missing or unreadable.
+
+    Safely, with ``torch.load(weights_only=True)`` (tensors and plain containers only), unless ``trusted``
+    (``trust_checkpoint=true``): unpickling arbitrary objects can run code, so it is the user's explicit choice.
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"ckpt_path={str(path)!r}: no such file")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=not trusted)
     except Exception as err:  # noqa: BLE001 - any failure here means "not a usable checkpoint"
+        first = str(err).splitlines()[0] if str(err) else ""
+        hint = "" if trusted else (
+            ". If it holds more than weights and you trust where the file came from, trust_checkpoint=true loads "
+            "it with weights_only=False (unpickling can run code)"
+        )
         raise ValueError(
             f"ckpt_path={str(path)!r} is not a readable PyTorch Lightning checkpoint ({type(err).__name__}: "
-            f"{str(err).splitlines()[0] if str(err) else ''})"
+            f"{first}){hint}"
         ) from err

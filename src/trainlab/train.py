@@ -43,7 +43,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         pl.seed_everything(cfg.seed, workers=True, verbose=False)
     if cfg.get("ckpt_path"):
         try:  # fail now, not after building everything, when it is unusable
-            checkpoint = run.load_checkpoint(cfg.ckpt_path)
+            checkpoint = run.load_checkpoint(cfg.ckpt_path, trusted=bool(cfg.get("trust_checkpoint")))
         except (FileNotFoundError, ValueError) as err:
             raise ConfigError(str(err)) from None
         saved = (checkpoint.get("trainlab") or {}).get("config")
@@ -199,7 +199,8 @@ def fit_and_test(cfg: DictConfig, trainer, model, datamodule) -> dict[str, Any]:
     if cfg.get("train"):
         log.info("Starting training")
         start = time.perf_counter()
-        trainer.fit(model=model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"), weights_only=True)
+        weights_only = not cfg.get("trust_checkpoint")  # only the user's explicit trust unpickles arbitrary objects
+        trainer.fit(model=model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"), weights_only=weights_only)
         metrics["train_seconds"] = round(time.perf_counter() - start, 3)
         metrics.update({k: v for k, v in trainer.callback_metrics.items() if k.split("/")[0] in ("train", "val")})
 

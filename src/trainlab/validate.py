@@ -39,8 +39,8 @@ Bound = float | Callable[[DictConfig], float] | None
 class Rule:
     """``key`` (dotted; checked when present and not null) must be ``kind`` within the bounds.
 
-    ``kind``: ``int``, ``number`` or ``choice``. ``low``/``high`` may depend on the config (a callable), e.g. the
-    image size. ``what`` says in a few words what the setting is.
+    ``kind``: ``int``, ``number``, ``bool`` or ``choice``. ``low``/``high`` may depend on the config (a
+    callable), e.g. the image size. ``what`` says in a few words what the setting is.
     """
 
     key: str
@@ -53,6 +53,8 @@ class Rule:
     choices: tuple[str, ...] = ()
 
     def allowed(self, cfg: DictConfig) -> str:
+        if self.kind == "bool":
+            return "true or false"
         if self.kind == "choice":
             return "one of " + ", ".join(self.choices)
         noun = "an integer" if self.kind == "int" else "a number"
@@ -66,6 +68,8 @@ class Rule:
         return noun
 
     def check(self, value: Any, cfg: DictConfig) -> bool:
+        if self.kind == "bool":
+            return isinstance(value, bool)
         if self.kind == "choice":
             return isinstance(value, str) and value in self.choices
         if isinstance(value, bool) or not isinstance(value, int | float):
@@ -201,6 +205,10 @@ RULES: tuple[Rule, ...] = (
     Rule("callbacks.early_stopping.patience", "int", "epochs without improvement before stopping", low=1),
     Rule("callbacks.model_checkpoint.save_top_k", "int", "best checkpoints kept (-1: all)", low=-1),
     Rule("seed", "int", "random seed", low=0, high=2**32 - 1),
+    Rule("trust_checkpoint", "bool", "whether to unpickle more than weights"),
+    Rule("channels_last", "bool", "the channels-last memory format"),
+    Rule("train", "bool", "whether to train"),
+    Rule("test", "bool", "whether to test"),
     # ensembles, recipe
     Rule("ensemble.size", "int", "members of the ensemble", low=2),
     Rule("ensemble.cycles", "int", "snapshot cycles", low=1),
