@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from trainlab.train import train
-from trainlab.validate import ConfigError, check_command_line, check_log_dir, validate
+from trainlab.validate import ConfigError, check_command_line, check_log_dir, explain_override_error, validate
 
 from .conftest import BIN, QUIET, ROOT
 
@@ -31,6 +31,21 @@ COMMAND_LINE = [
     ("traner.max_epochs=3", "'traner' is not a setting; did you mean 'trainer'?"),
     ("init=he", "init=he: is not an option of init"),
     ("augment=crop,[hflip,flip]", "augment=flip: is not an option of augment"),
+]
+#: (overrides, fragment): keys below a group that Hydra cannot set, explained with what exists there
+NESTED = [
+    (
+        "optimizer.lrr=0.1",
+        "'lrr' is not a setting of optimizer; did you mean 'lr'? Settings of optimizer: betas, eps, lr, weight_decay",
+    ),
+    ("model.widht=64", "'widht' is not a setting of model; did you mean 'width'?"),
+    ("trainer.max_epoch=3", "'max_epoch' is not a setting of trainer; did you mean 'max_epochs'?"),
+    (
+        "regularizer.dropout.p=0.3",
+        "the settings of regularizer option 'dropout' exist only when it is selected: add regularizer=[dropout]",
+    ),
+    ("regularizer=[l2] regularizer.dropout.p=0.3", "add it to the list, e.g. regularizer=[...,dropout]"),
+    ("callbacks.early_stoping.patience=3", "did you mean 'early_stopping'?"),
 ]
 #: (overrides, fragment): composed, then validated against the schema
 SETTINGS = [
@@ -136,6 +151,20 @@ def command_line_message(overrides: str) -> str:
 def test_an_unknown_option_or_setting_is_named_with_the_choices(overrides, fragment):
     message = command_line_message(overrides)
     assert fragment in message and "Valid: " in message
+
+
+@pytest.mark.parametrize(("overrides", "fragment"), NESTED)
+def test_a_nested_typo_is_explained_with_the_settings_that_exist(overrides, fragment):
+    assert fragment in explain_override_error(overrides.split())
+
+
+def test_a_good_command_line_needs_no_explanation():
+    assert (
+        explain_override_error(
+            ["optimizer.lr=0.1", "-m", "model.width=32,64", "regularizer=[dropout]", "regularizer.dropout.p=0.2"]
+        )
+        is None
+    )
 
 
 @pytest.mark.parametrize(("overrides", "fragment"), SETTINGS)
@@ -263,8 +292,9 @@ def test_a_checkpoint_of_another_model_is_refused_naming_the_differences(make_cf
         ["ckpt_path=/no/such.ckpt"],
         ["paths.log_dir=/proc/trainlab-logs"],
         ["data=mnist", "data.download=false", "paths.data_dir=no_data_here"],
+        ["optimizer.lrr=0.1"],
     ],
-    ids=["option", "range", "file", "log-dir", "data"],
+    ids=["option", "range", "file", "log-dir", "data", "nested-key"],
 )
 def test_the_command_exits_2_without_a_traceback_and_writes_nothing(tmp_path, args):
     proc = subprocess.run(
@@ -277,6 +307,8 @@ def test_the_command_exits_2_without_a_traceback_and_writes_nothing(tmp_path, ar
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     if args[0].startswith(("activation", "paths")):
         assert not (tmp_path / "logs").exists()  # refused before Hydra made a run directory
+    elif args[0].startswith("optimizer.lrr"):
+        assert not [p for p in (tmp_path / "logs").rglob("*") if p.is_file()]  # Hydra refused to compose
     else:
         assert not list((tmp_path / "logs").rglob("*.ckpt")) and not list((tmp_path / "logs").rglob("metrics.json"))
 
@@ -284,6 +316,7 @@ def test_the_command_exits_2_without_a_traceback_and_writes_nothing(tmp_path, ar
 def test_the_docs_table_lists_every_case_with_its_message(make_cfg, tmp_path, monkeypatch):
     rows = ["| # | input | message |", "|---|---|---|"]
     cases = [(o, command_line_message(o)) for o, _ in COMMAND_LINE]
+    cases += [(o, explain_override_error(o.split())) for o, _ in NESTED]
     cases += [(o, settings_message(make_cfg, o)) for o, _ in SETTINGS]
     cases += [(c, files_message(make_cfg, tmp_path, c)) for c, _ in FILES]
     cases += [(c, log_dir_message(tmp_path, monkeypatch, c)) for c, _ in LOG_DIRS]

@@ -405,7 +405,17 @@ def cli() -> None:
     except ConfigError as err:
         print(f"trainlab-train: {err}", file=sys.stderr)
         sys.exit(2)
-    main()
+    try:
+        main()
+    except SystemExit as exit_:
+        if exit_.code == 1:  # Hydra could not compose the command line? Say why, with a suggestion
+            from trainlab.validate import explain_override_error
+
+            explanation = explain_override_error(args)
+            if explanation:
+                print(f"trainlab-train: invalid command line, nothing was run:\n  {explanation}", file=sys.stderr)
+                sys.exit(2)
+        raise
 
 
 if __name__ == "__main__":

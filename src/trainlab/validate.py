@@ -339,3 +339,72 @@ def check_log_dir(args: Sequence[str]) -> Path:
             "logs): nothing was run. Free some space or set paths.log_dir=<dir on another disk>"
         )
     return path
+
+
+def explain_override_error(args: Sequence[str], config_name: str = "train") -> str | None:
+    """Why Hydra could not apply a ``key.sub=value`` override of ``args`` (a typo in a nested key, or a key of an
+    option that is not selected), with the settings that do exist there and a suggestion; ``None`` when the
+    command line composes. Called after Hydra has failed, so it costs nothing on a good command line."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import ConfigCompositionException
+
+    plain = []
+    for override in OverridesParser.create().parse_overrides([a for a in args if "=" in a and not a.startswith("-")]):
+        if override.key_or_group.startswith("hydra"):
+            continue
+        if override.is_sweep_override():
+            first = next(iter(override.sweep_string_iterator()))
+            plain.append(f"{override.get_key_element()}={first}")
+        else:
+            plain.append(override.input_line)
+
+    def composes(overrides: list[str]) -> DictConfig | Exception:
+        GlobalHydra.instance().clear()
+        try:
+            with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
+                return compose(config_name, overrides=overrides)
+        except ConfigCompositionException as err:
+            return err
+        finally:
+            GlobalHydra.instance().clear()
+
+    if not isinstance(composes(plain), Exception):
+        return None
+    groups = config_groups()
+    for i, line in enumerate(plain):
+        key = line.split("=", 1)[0]
+        if "." not in key or key.startswith(("+", "~")):
+            continue
+        rest = composes(plain[:i] + plain[i + 1 :])
+        if isinstance(rest, Exception) or OmegaConf.select(rest, key, default="__missing__") != "__missing__":
+            continue
+        parts = key.split(".")
+        depth = 0  # parts[:depth] exists in the config, parts[depth] does not
+        while depth < len(parts) - 1 and isinstance(
+            OmegaConf.select(rest, ".".join(parts[: depth + 1]), default=None), DictConfig
+        ):
+            depth += 1
+        parent, missing = ".".join(parts[:depth]), parts[depth]
+        group = ".".join(parts[: depth + 1])
+        if group in groups and depth + 1 < len(parts) and parts[depth + 1] in groups[group]:
+            option = parts[depth + 1]
+            return (
+                f"{line}: the settings of {group} option '{option}' exist only when it is selected: "
+                f"add {group}=[{option}] (or {group}={option})"
+            )
+        if parent in groups and missing in groups[parent]:
+            return (
+                f"{line}: the settings of {parent} option '{missing}' exist only when it is selected: "
+                f"add it to the list, e.g. {parent}=[...,{missing}]"
+            )
+        node = OmegaConf.select(rest, parent) if parent else rest
+        keys = sorted(str(k) for k in node.keys() if not str(k).startswith("_"))
+        close = difflib.get_close_matches(missing, keys, n=1, cutoff=0.6)
+        where = parent or "the config"
+        message = f"{line}: '{missing}' is not a setting of {where}"
+        message += f"; did you mean '{close[0]}'?" if close else "."
+        message += f" Settings of {where}: {', '.join(keys) or '(none)'}. To add a new key instead: +{line}"
+        return message
+    return None
