@@ -12,6 +12,7 @@ import subprocess
 import pytest
 import torch
 
+from trainlab.data.files import DataFileError
 from trainlab.train import train
 from trainlab.validate import ConfigError, check_command_line, check_log_dir, explain_override_error, validate
 
@@ -189,6 +190,8 @@ FILES = [
     ("ckpt_path=<missing file>", "no such file"),
     ("ckpt_path=<a file that is not a checkpoint>", "is not a readable PyTorch Lightning checkpoint"),
     ("data=mnist data.download=false paths.data_dir=<empty dir>", "MNIST not found: no directory holds all of"),
+    ("data=mnist data.download=false paths.data_dir=<dir with a truncated IDX file>", "truncated IDX file"),
+    ("data=mnist data.download=false paths.data_dir=<dir with a file of another format>", "wrong magic number"),
 ]
 
 
@@ -228,12 +231,20 @@ def files_message(make_cfg, tmp_path, case: str) -> str:
     empty.mkdir(exist_ok=True)
     garbage = tmp_path / "garbage.ckpt"
     garbage.write_bytes(b"not a checkpoint")
+    from .test_datasets import write_mnist
+
+    truncated, other = write_mnist(tmp_path / "truncated"), write_mnist(tmp_path / "other")
+    images = truncated / "train-images-idx3-ubyte"
+    images.write_bytes(images.read_bytes()[:-100])  # the last 100 bytes are missing
+    (other / "t10k-labels-idx1-ubyte").write_text("label,image\n3,0001.png\n")  # a CSV, not IDX
     overrides = (
-        case.replace("<missing file>", str(tmp_path / "nope.ckpt"))
+        case.replace("<dir with a truncated IDX file>", str(truncated))
+        .replace("<dir with a file of another format>", str(other))
+        .replace("<missing file>", str(tmp_path / "nope.ckpt"))
         .replace("<a file that is not a checkpoint>", str(garbage))
         .replace("<empty dir>", str(empty))
     )
-    with pytest.raises((ConfigError, FileNotFoundError)) as err:
+    with pytest.raises((ConfigError, FileNotFoundError, DataFileError)) as err:
         train(make_cfg(*overrides.split()))
     return str(err.value)
 

@@ -351,6 +351,7 @@ def main(cfg: DictConfig) -> float | None:
     from hydra.types import RunMode
 
     from trainlab.classifier import DivergenceError
+    from trainlab.data.files import DataFileError
     from trainlab.validate import ConfigError
 
     multirun = HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
@@ -363,7 +364,7 @@ def main(cfg: DictConfig) -> float | None:
             return float("nan")
         log.error(str(err))
         sys.exit(2)
-    except FileNotFoundError as err:  # a data set's files (the message says where it looked and how to get them)
+    except (FileNotFoundError, DataFileError) as err:  # a data set's files: missing, truncated, another format
         if multirun:
             log.error(f"this job failed, the sweep goes on: {err}")
             _record_failure(cfg, err)

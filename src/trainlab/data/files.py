@@ -76,6 +76,10 @@ _IDX_DTYPES: dict[int, np.dtype] = {
 # --------------------------------------------------------------------------------------------------------------------
 
 
+class DataFileError(ValueError):
+    """A data file exists but is not what it should be (truncated, another format, wrong shapes)."""
+
+
 def resolve(directory: Path, name: str) -> Path | None:
     """``directory/name`` or else ``directory/name.gz``, whichever exists (the uncompressed file first)."""
     for candidate in (Path(directory) / name, Path(directory) / f"{name}.gz"):
@@ -101,7 +105,7 @@ def _read_bytes(path: Path) -> bytes:
         with gzip.open(path, "rb") as f:
             return f.read()
     except (OSError, EOFError) as err:  # gzip.BadGzipFile is an OSError; a cut-off stream raises EOFError
-        raise ValueError(f"{path}: not a readable gzip file ({err})") from err
+        raise DataFileError(f"{path}: not a readable gzip file ({err})") from err
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -118,25 +122,25 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
     path = Path(path)
     data = _read_bytes(path)
     if len(data) < 4:
-        raise ValueError(f"{path}: truncated IDX file ({len(data)} bytes, the header alone needs at least 4)")
+        raise DataFileError(f"{path}: truncated IDX file ({len(data)} bytes, the header alone needs at least 4)")
     if data[0] != 0 or data[1] != 0:
-        raise ValueError(
+        raise DataFileError(
             f"{path}: wrong magic number 0x{data[:4].hex()} (an IDX file starts with two zero bytes); not an IDX file?"
         )
     code, ndim = data[2], data[3]
     if code not in _IDX_DTYPES:
-        raise ValueError(f"{path}: unknown IDX dtype code 0x{code:02x} (known: 0x08 uint8, 0x09, 0x0b-0x0e)")
+        raise DataFileError(f"{path}: unknown IDX dtype code 0x{code:02x} (known: 0x08 uint8, 0x09, 0x0b-0x0e)")
     header = 4 + 4 * ndim
     if len(data) < header:
-        raise ValueError(f"{path}: truncated IDX file ({len(data)} bytes, the {ndim}-d header needs {header})")
+        raise DataFileError(f"{path}: truncated IDX file ({len(data)} bytes, the {ndim}-d header needs {header})")
     shape = tuple(int(s) for s in np.frombuffer(data, dtype=">u4", count=ndim, offset=4))
     dtype = _IDX_DTYPES[code]
     expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
     actual = len(data) - header
     if actual < expected:
-        raise ValueError(f"{path}: truncated IDX file: shape {shape} needs {expected} data bytes, found {actual}")
+        raise DataFileError(f"{path}: truncated IDX file: shape {shape} needs {expected} data bytes, found {actual}")
     if actual > expected:
-        raise ValueError(f"{path}: {actual - expected} bytes after the data of shape {shape} (corrupt IDX file?)")
+        raise DataFileError(f"{path}: {actual - expected} bytes after the data of shape {shape} (corrupt IDX file?)")
     array = np.frombuffer(data, dtype=dtype, count=expected // dtype.itemsize, offset=header).reshape(shape)
     return array.astype(dtype.newbyteorder("="))  # a writable native-endian copy
 
@@ -156,11 +160,11 @@ def read_mnist(directory: str | os.PathLike) -> tuple[np.ndarray, np.ndarray, np
     out = []
     for (x_path, x), (y_path, y) in (arrays[0:2], arrays[2:4]):
         if x.ndim != 3 or x.dtype != np.uint8:
-            raise ValueError(f"{x_path}: expected uint8 images [N, H, W], got {x.dtype} {list(x.shape)}")
+            raise DataFileError(f"{x_path}: expected uint8 images [N, H, W], got {x.dtype} {list(x.shape)}")
         if y.ndim != 1:
-            raise ValueError(f"{y_path}: expected labels [N], got shape {list(y.shape)}")
+            raise DataFileError(f"{y_path}: expected labels [N], got shape {list(y.shape)}")
         if len(x) != len(y):
-            raise ValueError(f"{x_path} holds {len(x)} images but {y_path} holds {len(y)} labels")
+            raise DataFileError(f"{x_path} holds {len(x)} images but {y_path} holds {len(y)} labels")
         out += [x[:, None], y.astype(np.int64)]
     return out[0], out[1], out[2], out[3]
 
@@ -179,16 +183,16 @@ def _read_cifar_batch(path: Path, label_key: bytes) -> tuple[np.ndarray, np.ndar
     try:
         batch = pickle.loads(_read_bytes(path), encoding="bytes")  # trusted files only, see above
     except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, ImportError) as err:
-        raise ValueError(f"{path}: not a readable CIFAR pickle ({type(err).__name__}: {err})") from err
+        raise DataFileError(f"{path}: not a readable CIFAR pickle ({type(err).__name__}: {err})") from err
     if not isinstance(batch, dict) or b"data" not in batch or label_key not in batch:
         keys = sorted(batch) if isinstance(batch, dict) else type(batch).__name__
-        raise ValueError(f"{path}: expected a dict with keys b'data' and {label_key!r}, got {keys}")
+        raise DataFileError(f"{path}: expected a dict with keys b'data' and {label_key!r}, got {keys}")
     data = np.asarray(batch[b"data"])
     labels = np.asarray(batch[label_key], dtype=np.int64)
     if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3 * 32 * 32:
-        raise ValueError(f"{path}: b'data' must be uint8 [N, 3072], got {data.dtype} {list(data.shape)}")
+        raise DataFileError(f"{path}: b'data' must be uint8 [N, 3072], got {data.dtype} {list(data.shape)}")
     if labels.shape != (len(data),):
-        raise ValueError(f"{path}: {len(data)} images but {label_key!r} has shape {list(labels.shape)}")
+        raise DataFileError(f"{path}: {len(data)} images but {label_key!r} has shape {list(labels.shape)}")
     return data.reshape(-1, 3, 32, 32), labels  # 1024 R, 1024 G, 1024 B values per row, each a row-major image
 
 
@@ -407,9 +411,10 @@ class FileImageDataModule(InMemoryDataModule):
         x_train, y_train, x_test, y_test = self.read(directory)
         for split, x, y in (("train", x_train, y_train), ("test", x_test, y_test)):
             if tuple(x.shape[1:]) != tuple(self.input_shape):
-                raise ValueError(f"{directory}: {split} images have shape {list(x.shape[1:])}, not {self.input_shape}")
+                shape = list(x.shape[1:])
+                raise DataFileError(f"{directory}: {split} images have shape {shape}, not {self.input_shape}")
             if len(y) and (y.min() < 0 or y.max() >= self.num_classes):
-                raise ValueError(f"{directory}: {split} labels outside 0..{self.num_classes - 1}")
+                raise DataFileError(f"{directory}: {split} labels outside 0..{self.num_classes - 1}")
         n = len(y_train)
         if not 0 < self.val_size < n:
             raise ValueError(f"data.val_size={self.val_size} must be between 1 and {n - 1} ({n} training images)")
