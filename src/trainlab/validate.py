@@ -148,6 +148,10 @@ RULES: tuple[Rule, ...] = (
         "augment.crop.padding", "int", "pixels of padding before the crop", low=0, high=lambda cfg: _image_side(cfg) - 1
     ),
     Rule("augment.cutout.size", "int", "side of the cut-out square", low=1, high=_image_side),
+    Rule("augment.crop.padding_mode", "choice", "how the crop pads", choices=("constant", "reflect")),
+    Rule("augment.color_jitter.brightness", "number", "brightness jitter", low=0),
+    Rule("augment.color_jitter.contrast", "number", "contrast jitter", low=0),
+    Rule("augment.color_jitter.saturation", "number", "saturation jitter", low=0),
     Rule("augment.rotate.degrees", "number", "largest rotation", low=0, high=180),
     Rule(
         "augment.translate.fraction",
@@ -162,6 +166,14 @@ RULES: tuple[Rule, ...] = (
     Rule("regularizer.alpha_dropout.p", "number", "probability of dropping a unit", low=0, high=1, high_open=True),
     Rule("regularizer.dropconnect.p", "number", "probability of zeroing a weight", low=0, high=1, high_open=True),
     Rule("regularizer.dropconnect.samples", "int", "samples of DropConnect's inference", low=1),
+    Rule("regularizer.dropconnect.inference", "choice", "DropConnect's inference", choices=("mean", "gaussian")),
+    Rule(
+        "regularizer.fractional_pool.intervals",
+        "choice",
+        "fractional pooling's intervals",
+        choices=("random", "pseudo_random"),
+    ),
+    Rule("regularizer.fractional_pool.test_samples", "int", "test passes averaged", low=1),
     Rule("regularizer.l1.weight", "number", "L1 penalty weight", low=0),
     Rule("regularizer.l2.weight", "number", "L2 penalty weight", low=0),
     Rule("regularizer.elastic_net.l1_weight", "number", "elastic net's L1 weight", low=0),
@@ -212,6 +224,7 @@ RULES: tuple[Rule, ...] = (
     # ensembles, recipe
     Rule("ensemble.size", "int", "members of the ensemble", low=2),
     Rule("ensemble.cycles", "int", "snapshot cycles", low=1),
+    Rule("ensemble.keep", "int", "snapshots kept (the last ones)", low=1),
     Rule("ensemble.decay", "number", "EMA decay", low=0, high=1, low_open=True, high_open=True),
     Rule(
         "ensemble.swa_epoch_start",
