@@ -357,14 +357,7 @@ def main(cfg: DictConfig) -> float | None:
     multirun = HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
     try:
         metrics = train(cfg)
-    except ConfigError as err:
-        if multirun:
-            log.error(f"this job failed, the sweep goes on: {err}")
-            _record_failure(cfg, err)
-            return float("nan")
-        log.error(str(err))
-        sys.exit(2)
-    except (FileNotFoundError, DataFileError) as err:  # a data set's files: missing, truncated, another format
+    except (ConfigError, FileNotFoundError, DataFileError) as err:  # bad settings, or data files missing/corrupt
         if multirun:
             log.error(f"this job failed, the sweep goes on: {err}")
             _record_failure(cfg, err)
