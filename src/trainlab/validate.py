@@ -97,7 +97,9 @@ def _image_side(cfg: DictConfig) -> float:
     return float(min(shape[1:])) if len(shape) == 3 else math.inf
 
 
-PROBABILITY = {"low": 0.0, "high": 1.0}
+PROBABILITY = {"low": 0.0, "high": 1.0}  # [0, 1]
+OPEN_UNIT = {"low": 0.0, "high": 1.0, "low_open": True, "high_open": True}  # (0, 1)
+UNIT_HIGH_OPEN = {"low": 0.0, "high": 1.0, "high_open": True}  # [0, 1)
 #: every documented setting with a type and a range
 RULES: tuple[Rule, ...] = (
     # data
@@ -105,24 +107,8 @@ RULES: tuple[Rule, ...] = (
     Rule("data.eval_batch_size", "int", "samples per evaluation batch", low=1),
     Rule("data.num_workers", "int", "DataLoader worker processes", low=0),
     Rule("data.loader", "choice", "how batches are made", choices=("memory", "dataloader")),
-    Rule(
-        "data.val_fraction",
-        "number",
-        "share of digits held out for validation",
-        low=0,
-        high=1,
-        low_open=True,
-        high_open=True,
-    ),
-    Rule(
-        "data.test_fraction",
-        "number",
-        "share of digits held out for testing",
-        low=0,
-        high=1,
-        low_open=True,
-        high_open=True,
-    ),
+    Rule("data.val_fraction", "number", "share of digits held out for validation", **OPEN_UNIT),
+    Rule("data.test_fraction", "number", "share of digits held out for testing", **OPEN_UNIT),
     Rule("data.val_size", "int", "training images held out for validation", low=1),
     Rule("data.split_seed", "int", "seed of the train/validation split", low=0),
     # model
@@ -153,18 +139,11 @@ RULES: tuple[Rule, ...] = (
     Rule("augment.color_jitter.contrast", "number", "contrast jitter", low=0),
     Rule("augment.color_jitter.saturation", "number", "saturation jitter", low=0),
     Rule("augment.rotate.degrees", "number", "largest rotation", low=0, high=180),
-    Rule(
-        "augment.translate.fraction",
-        "number",
-        "largest shift, as a fraction of the side",
-        low=0,
-        high=1,
-        high_open=True,
-    ),
+    Rule("augment.translate.fraction", "number", "largest shift, as a fraction of the side", **UNIT_HIGH_OPEN),
     # regularizers
-    Rule("regularizer.dropout.p", "number", "probability of zeroing a unit", low=0, high=1, high_open=True),
-    Rule("regularizer.alpha_dropout.p", "number", "probability of dropping a unit", low=0, high=1, high_open=True),
-    Rule("regularizer.dropconnect.p", "number", "probability of zeroing a weight", low=0, high=1, high_open=True),
+    Rule("regularizer.dropout.p", "number", "probability of zeroing a unit", **UNIT_HIGH_OPEN),
+    Rule("regularizer.alpha_dropout.p", "number", "probability of dropping a unit", **UNIT_HIGH_OPEN),
+    Rule("regularizer.dropconnect.p", "number", "probability of zeroing a weight", **UNIT_HIGH_OPEN),
     Rule("regularizer.dropconnect.samples", "int", "samples of DropConnect's inference", low=1),
     Rule("regularizer.dropconnect.inference", "choice", "DropConnect's inference", choices=("mean", "gaussian")),
     Rule(
@@ -180,7 +159,7 @@ RULES: tuple[Rule, ...] = (
     Rule("regularizer.elastic_net.l2_weight", "number", "elastic net's L2 weight", low=0),
     Rule("regularizer.mixup.alpha", "number", "mixup's Beta(alpha, alpha)", low=0, low_open=True),
     Rule("regularizer.cutmix.alpha", "number", "CutMix's Beta(alpha, alpha)", low=0, low_open=True),
-    Rule("regularizer.label_smoothing.eps", "number", "label smoothing", low=0, high=1, high_open=True),
+    Rule("regularizer.label_smoothing.eps", "number", "label smoothing", **UNIT_HIGH_OPEN),
     Rule(
         "regularizer.stochastic_depth.p_L",
         "number",
@@ -200,9 +179,9 @@ RULES: tuple[Rule, ...] = (
     # optimisation
     Rule("optimizer.lr", "number", "learning rate", low=0, low_open=True),
     Rule("optimizer.weight_decay", "number", "weight decay", low=0),
-    Rule("optimizer.momentum", "number", "momentum", low=0, high=1, high_open=True),
+    Rule("optimizer.momentum", "number", "momentum", **UNIT_HIGH_OPEN),
     Rule("scheduler.max_lr", "number", "one-cycle's peak learning rate", low=0, low_open=True),
-    Rule("scheduler.pct_start", "number", "one-cycle's warm-up share", low=0, high=1, low_open=True, high_open=True),
+    Rule("scheduler.pct_start", "number", "one-cycle's warm-up share", **OPEN_UNIT),
     Rule("scheduler.gamma", "number", "the schedule's factor", low=0, low_open=True),
     Rule("scheduler.step_size", "int", "epochs between decays", low=1),
     # training
@@ -225,16 +204,8 @@ RULES: tuple[Rule, ...] = (
     Rule("ensemble.size", "int", "members of the ensemble", low=2),
     Rule("ensemble.cycles", "int", "snapshot cycles", low=1),
     Rule("ensemble.keep", "int", "snapshots kept (the last ones)", low=1),
-    Rule("ensemble.decay", "number", "EMA decay", low=0, high=1, low_open=True, high_open=True),
-    Rule(
-        "ensemble.swa_epoch_start",
-        "number",
-        "when SWA starts (share of the epochs)",
-        low=0,
-        high=1,
-        low_open=True,
-        high_open=True,
-    ),
+    Rule("ensemble.decay", "number", "EMA decay", **OPEN_UNIT),
+    Rule("ensemble.swa_epoch_start", "number", "when SWA starts (share of the epochs)", **OPEN_UNIT),
     Rule("recipe.samples", "int", "images of the overfitting sample", low=1),
     Rule("recipe.max_epochs", "int", "epochs of the overfitting check", low=1),
     Rule("recipe.batches", "int", "batches of the initial-loss check", low=1),
