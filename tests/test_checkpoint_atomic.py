@@ -34,6 +34,24 @@ def test_a_save_that_fails_half_way_leaves_the_previous_checkpoint(tmp_path, mon
     assert sorted(p.name for p in tmp_path.iterdir()) == ["last.ckpt"]  # no temporary file left behind
 
 
+def test_ctrl_c_during_a_save_finishes_the_file_then_interrupts(tmp_path, monkeypatch):
+    """A ctrl-C that arrives while torch.save writes would break its zip writer with an unrelated RuntimeError;
+    it is held back until the checkpoint is in place, then raised as the KeyboardInterrupt it is."""
+    io, path = AtomicCheckpointIO(), tmp_path / "last.ckpt"
+    real_save = torch.save
+
+    def save_and_get_interrupted(obj, f):
+        os.kill(os.getpid(), signal.SIGINT)  # delivered in the middle of the save
+        real_save(obj, f)
+
+    monkeypatch.setattr(checkpoint_module.torch, "save", save_and_get_interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        io.save_checkpoint({"version": 3, "w": torch.arange(5.0)}, path)
+    monkeypatch.undo()
+    assert torch.load(path, weights_only=True)["version"] == 3  # the file was finished before the interrupt
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # ctrl-C works as before
+
+
 CHILD = """
 import sys, torch
 from trainlab.callbacks import AtomicCheckpointIO
