@@ -73,6 +73,25 @@ def run_cli(args: list[str], cwd: Path, env: dict | None = None, timeout: int = 
     return proc
 
 
+#: where `make data` (run by `make test`) installs the real Fashion-MNIST: Debian's package dataset-fashion-mnist
+FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
+
+
+def require_fashion_mnist() -> Path:
+    """The real Fashion-MNIST's directory, for a test that needs it. Missing files skip the test with the install
+    command, except under CI (``CI`` set, as ``.ci/run`` does), where the set-up must have installed them: fail."""
+    from trainlab.data.files import MNIST_FILES, find_files
+
+    if find_files(MNIST_FILES, [FASHION_MNIST_DIR]) is None:
+        message = (
+            f"{FASHION_MNIST_DIR} lacks Fashion-MNIST: run `make data` (sudo apt-get install dataset-fashion-mnist)"
+        )
+        if os.environ.get("CI"):
+            pytest.fail(f"CI is set but {message}")
+        pytest.skip(message)
+    return FASHION_MNIST_DIR
+
+
 def read_metrics(run_dir: Path) -> dict:
     return json.loads((Path(run_dir) / "metrics.json").read_text())
 

@@ -12,6 +12,8 @@ from omegaconf import OmegaConf
 from trainlab import run
 from trainlab.train import CONFIG_DIR
 
+from .conftest import require_fashion_mnist
+
 
 def options(group: str) -> list[str]:
     return sorted(p.stem for p in (Path(CONFIG_DIR) / group).glob("*.yaml"))
@@ -63,6 +65,8 @@ def test_data_option_instantiates_with_its_declared_shape(make_cfg, name):
     assert (dm.num_classes, tuple(dm.input_shape)) == (cfg.data.num_classes, tuple(cfg.data.input_shape))
     if name in DOWNLOADED:
         return
+    if name == "fashion_mnist":
+        require_fashion_mnist()
     dm.setup()
     x, y = next(iter(dm.train_dataloader()))
     assert tuple(x.shape[1:]) == tuple(cfg.data.input_shape)

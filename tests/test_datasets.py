@@ -8,7 +8,6 @@ replaced where a download would be attempted, and the Debian Fashion-MNIST locat
 from __future__ import annotations
 
 import gzip
-import os
 import pickle
 import socket
 import struct
@@ -25,7 +24,9 @@ from trainlab.data.cifar import CIFAR10DataModule, CIFAR100DataModule
 from trainlab.data.files import MNIST_FILES, find_files, read_cifar, read_idx, read_mnist
 from trainlab.data.mnist import FashionMNISTDataModule, MNISTDataModule
 
-REAL_DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")
+from .conftest import FASHION_MNIST_DIR, require_fashion_mnist
+
+REAL_DEBIAN_DIR = FASHION_MNIST_DIR
 
 N_TRAIN, N_TEST = 30, 10  # tiny MNIST-like files: 3 training images per class, one test image per class
 
@@ -439,10 +440,7 @@ def test_the_debian_location_is_searched(tmp_path, monkeypatch, fake_torchvision
 
 @pytest.mark.slow
 def test_real_fashion_mnist_from_the_debian_package(tmp_path, monkeypatch):
-    if find_files(MNIST_FILES, [REAL_DEBIAN_DIR]) is None:
-        if "CI" in os.environ:
-            pytest.fail(f"CI is set but {REAL_DEBIAN_DIR} lacks the files: apt-get install dataset-fashion-mnist")
-        pytest.skip(f"{REAL_DEBIAN_DIR} lacks Fashion-MNIST (apt-get install dataset-fashion-mnist)")
+    require_fashion_mnist()
     monkeypatch.setattr(files, "DEBIAN_FASHION_MNIST_DIRS", [REAL_DEBIAN_DIR])
     dm = FashionMNISTDataModule(batch_size=128, data_dir=tmp_path, download=False)  # data_dir is empty
     assert dm.locate() == REAL_DEBIAN_DIR
