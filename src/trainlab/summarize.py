@@ -29,7 +29,10 @@ def collect(sweep_dir: Path, metric: str) -> list[dict]:
         key = " ".join(o for o in overrides if o not in shared) or "(shared settings only)"
         row = groups.setdefault(key, {"setting": key, "values": [], "failed": 0, "errors": []})
         metrics_file = job / "metrics.json"
-        metrics = json.loads(metrics_file.read_text()) if metrics_file.is_file() else {}
+        try:
+            metrics = json.loads(metrics_file.read_text()) if metrics_file.is_file() else {}
+        except ValueError:  # cut off while it was written: the job did not finish cleanly
+            metrics = {"status": "failed", "error": "metrics.json is cut off (not valid JSON)"}
         if metric in metrics and metrics.get("status", "completed") == "completed":
             row["values"].append(float(metrics[metric]))
         else:
@@ -59,8 +62,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--metric", default="test/acc")
     args = parser.parse_args(argv)
     if not args.sweep_dir.is_dir():
-        parser.error(f"{args.sweep_dir} is not a directory")
-    print(to_markdown(collect(args.sweep_dir, args.metric), args.metric))
+        parser.error(f"sweep_dir={str(args.sweep_dir)!r} is not a directory")
+    rows = collect(args.sweep_dir, args.metric)
+    if not rows:
+        parser.error(f"sweep_dir={str(args.sweep_dir)!r} holds no job directories (<n>/.hydra/overrides.yaml)")
+    print(to_markdown(rows, args.metric))
 
 
 if __name__ == "__main__":

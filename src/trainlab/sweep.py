@@ -40,6 +40,7 @@ import csv
 import json
 import logging
 import math
+import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -535,10 +536,15 @@ def _log_axis(key: str, rows: Sequence[Mapping[str, Any]], log_keys: set[str]) -
 def best_overrides(sweep_dir: str | Path) -> list[str]:
     """The best completed trial of a sweep as command-line overrides (``optimizer.lr=0.003 ...``)."""
     sweep_dir = Path(sweep_dir)
+    if not (sweep_dir / "sweep.csv").is_file():
+        raise SweepConfigError(
+            f"sweep_dir={str(sweep_dir)!r} holds no sweep.csv: give the directory of a `trainlab-train -m "
+            "hparams_search=...` sweep"
+        )
     rows = read_csv(sweep_dir / "sweep.csv")
     best = best_row(rows)
     if best is None:
-        raise SystemExit(f"{sweep_dir / 'sweep.csv'} has no completed trial")
+        raise SweepConfigError(f"sweep_dir={str(sweep_dir)!r}: its sweep.csv has no completed trial yet")
     fixed = set(rows[0]) - {"trial", "status", "value", *REPORT_METRICS, "run_dir", "error"}
     return [f"{k}={best[k]}" for k in rows[0] if k in fixed and best.get(k) not in (None, "")]
 
@@ -552,7 +558,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("command", choices=["best"])
     parser.add_argument("sweep_dir")
     args = parser.parse_args(argv)
-    print(" ".join(best_overrides(args.sweep_dir)))
+    try:
+        print(" ".join(best_overrides(args.sweep_dir)))
+    except SweepConfigError as err:  # bad input: one line, exit 2, as every console script
+        print(f"python -m trainlab.sweep: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 if __name__ == "__main__":
