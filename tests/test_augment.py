@@ -465,3 +465,11 @@ def test_crop_padding_defaults_to_an_eighth_of_the_image_side():
 
     sizes = {side: build({"crop": {"padding": None}}, (1, side, side))[0][0].padding for side in (8, 28, 32, 64)}
     assert sizes == {8: 1, 28: 4, 32: 4, 64: 8}
+
+
+def test_augmentation_of_vectors_is_refused_with_one_line() -> None:
+    """The second line behind the settings check (trainlab.combinations): vectors have no pixels to flip."""
+    for name in ("hflip", "crop", "cutout"):
+        with pytest.raises(ValueError, match=rf"augment=\[{name}\] needs images \[C, H, W\].*data.input_shape=\[2\]"):
+            build_augment({name: None}, (2,))
+    assert build_augment({}, (2,)) == (None, None)

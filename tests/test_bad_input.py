@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+from pathlib import Path
 
 import pytest
 import torch
@@ -324,6 +325,22 @@ def test_the_command_exits_2_without_a_traceback_and_writes_nothing(tmp_path, ar
         assert not list((tmp_path / "logs").rglob("*.ckpt")) and not list((tmp_path / "logs").rglob("metrics.json"))
 
 
+def console_script_cases() -> list[tuple[str, str, str, str]]:
+    """(test file, console script, arguments, message fragment) from every test module's ``CASES``: the bad inputs
+    that other test files run end to end through a console script (``CASES_SCRIPT`` in the module, trainlab-train
+    by default). Found by looking, not listed: a new test file with ``CASES`` gets its rows in the docs."""
+    import importlib
+
+    rows = []
+    for path in sorted((ROOT / "tests").glob("test_*.py")):
+        if path.stem == Path(__file__).stem:
+            continue
+        module = importlib.import_module(f"tests.{path.stem}")
+        script = getattr(module, "CASES_SCRIPT", "trainlab-train")
+        rows += [(path.name, script, args, fragment) for args, fragment in getattr(module, "CASES", [])]
+    return rows
+
+
 def test_the_docs_table_lists_every_case_with_its_message(make_cfg, tmp_path, monkeypatch):
     rows = ["| # | input | message |", "|---|---|---|"]
     cases = [(o, command_line_message(o)) for o, _ in COMMAND_LINE]
@@ -335,15 +352,30 @@ def test_the_docs_table_lists_every_case_with_its_message(make_cfg, tmp_path, mo
         first = message.split("\n")[-1].strip() if "nothing was run" in message else message.split("\n")[0]
         first = first.replace(str(tmp_path), "<tmp>").replace("|", "\\|")
         rows.append(f"| {i} | `{case}` | {first[:220]} |")
+    more = console_script_cases()
+    rows += ["", "## Through the console scripts, end to end", ""]
+    rows += [
+        "Each row is checked by the test file it names, through the console script or through the function the",
+        "script calls first (`<...>` is a file or directory the test makes): the command exits 2 with one line that",
+        "contains the fragment shown, and writes nothing.",
+        "",
+        "| # | command | message contains | test |",
+        "|---|---|---|---|",
+    ]
+    for i, (test_file, script, args, fragment) in enumerate(more, start=len(cases) + 1):
+        cells = [f"`{script} {args}`", fragment, f"`tests/{test_file}`"]
+        rows.append(f"| {i} | " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
     text = (
         "# Bad inputs and the messages they get\n\n"
-        "Every row is a test (`tests/test_bad_input.py`); `trainlab-train` exits with code 2 for each, before\n"
-        "anything is trained or written. Command-line problems are caught before Hydra starts; settings are\n"
-        "checked against the schema in `src/trainlab/validate.py`. Regenerate this file with\n"
-        "`TRAINLAB_WRITE_DOCS=1 pytest tests/test_bad_input.py -k docs`.\n\n" + "\n".join(rows) + "\n"
+        f"{len(cases) + len(more)} bad inputs, each one a test. `trainlab-train` and `trainlab-eval` exit with code 2\n"
+        "for each, with one line naming the setting, its value and what is allowed, before anything is trained or\n"
+        "written. Command-line problems are caught before Hydra starts; settings are checked against the schema in\n"
+        "`src/trainlab/validate.py`, and pairs of settings against `src/trainlab/combinations.py`. Regenerate this\n"
+        "file with `TRAINLAB_WRITE_DOCS=1 pytest tests/test_bad_input.py -k docs`.\n\n"
+        "## Checked in the process (`tests/test_bad_input.py`)\n\n" + "\n".join(rows) + "\n"
     )
     path = ROOT / "docs" / "bad_inputs.md"
     if os.environ.get("TRAINLAB_WRITE_DOCS"):
         path.write_text(text)
-    assert len(cases) >= 40
+    assert len(cases) >= 40 and len(more) >= 40
     assert path.read_text() == text, "docs/bad_inputs.md is out of date: TRAINLAB_WRITE_DOCS=1 to rewrite it"

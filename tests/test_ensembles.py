@@ -11,7 +11,7 @@ from pytorch_lightning import Callback
 
 from trainlab import run
 from trainlab.ensembles import ensemble_report
-from trainlab.ensembles.snapshot import snapshot_schedule
+from trainlab.ensembles.snapshot import cycle_ends, cycle_lengths, snapshot_schedule
 from trainlab.train import train
 
 
@@ -59,9 +59,86 @@ def test_snapshot_run_saves_one_member_per_cycle_and_reports_their_average(make_
     assert lrs == pytest.approx([1e-3, 5e-4] * 3, rel=1e-6)
 
 
-def test_snapshot_cycles_must_divide_the_epochs(make_cfg):
-    with pytest.raises(ValueError, match="ensemble.cycles=4 must divide trainer.max_epochs=6"):
-        train(make_cfg("ensemble=snapshot", "ensemble.cycles=4", "trainer.max_epochs=6", "logger=none"))
+def test_cycles_of_unequal_length_share_the_epochs_as_evenly_as_possible():
+    assert cycle_lengths(6, 5) == [2, 1, 1, 1, 1] and cycle_ends(6, 5) == [2, 3, 4, 5, 6]
+    assert cycle_lengths(10, 3) == [4, 3, 3] and cycle_lengths(6, 3) == [2, 2, 2] and cycle_lengths(5, 5) == [1] * 5
+    with pytest.raises(ValueError, match="ensemble.cycles=5 needs trainer.max_epochs >= 5"):
+        cycle_lengths(4, 5)
+
+
+def test_snapshot_schedule_with_unequal_cycles_restarts_the_cosine_at_every_boundary():
+    """6 epochs of 20 steps in 5 cycles: cycles of 40, 20, 20, 20, 20 steps starting at steps 0, 40, 60, 80, 100."""
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.2)
+    sched = snapshot_schedule(opt, total_steps=120, cycles=5, epochs=6)
+    lrs = []
+    for _ in range(120):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    starts, lengths = [0, 40, 60, 80, 100], [40, 20, 20, 20, 20]
+    expected = []
+    for length in lengths:
+        expected += [0.1 * (math.cos(math.pi * i / length) + 1) for i in range(length)]
+    assert lrs == pytest.approx(expected, rel=1e-9, abs=1e-12)
+    assert [lrs[s] for s in starts] == pytest.approx([0.2] * 5)  # a restart at lr0 at every cycle boundary
+    assert [lrs[s - 1] for s in starts[1:]] == pytest.approx(
+        [0.1 * (math.cos(math.pi * 39 / 40) + 1)] + [0.1 * (math.cos(math.pi * 19 / 20) + 1)] * 3
+    )  # just before each restart: near 0
+    assert lrs[20] == pytest.approx(0.1) and lrs[50] == pytest.approx(0.1)  # half-way down each cosine
+
+
+def test_snapshot_run_with_epochs_not_divisible_by_cycles_saves_a_snapshot_per_cycle(make_cfg, tmp_path):
+    """max_epochs=6 with the default 5 cycles (Huang et al. need not divide): cycles of 2, 1, 1, 1, 1 epochs."""
+    cfg = make_cfg(
+        "ensemble=snapshot",
+        "trainer.max_epochs=6",
+        "logger=csv",
+        "callbacks.lr_monitor.logging_interval=step",
+        "trainer.log_every_n_steps=1",
+    )
+    assert cfg.ensemble.cycles == 5
+    metrics = train(cfg)
+    snaps = sorted((tmp_path / "snapshots").glob("snapshot_*.ckpt"), key=lambda p: int(p.stem.split("_")[1]))
+    assert [p.name for p in snaps] == [f"snapshot_{k}.ckpt" for k in range(1, 6)]
+    assert [torch.load(p, weights_only=True)["epoch"] for p in snaps] == [1, 2, 3, 4, 5]  # 0-based epoch ends
+    assert metrics["members"] == 5 and metrics["epochs"] == 6
+    import csv
+
+    with open(tmp_path / "csv" / "metrics.csv") as f:
+        rows = [r for r in csv.DictReader(f) if r.get("lr-Adam")]
+    steps_per_epoch = metrics["steps"] // 6
+    assert steps_per_epoch * 6 == metrics["steps"] == len(rows)  # one learning rate per optimizer step
+    lrs = [float(r["lr-Adam"]) for r in sorted(rows, key=lambda r: int(r["step"]))]
+    starts = [0, 2 * steps_per_epoch, 3 * steps_per_epoch, 4 * steps_per_epoch, 5 * steps_per_epoch]
+    ends = [*starts[1:], 6 * steps_per_epoch]
+    expected = []
+    for start, end in zip(starts, ends, strict=True):
+        expected += [5e-4 * (math.cos(math.pi * (t - start) / (end - start)) + 1) for t in range(start, end)]
+    assert lrs == pytest.approx(expected, rel=1e-5)
+    assert [lrs[s] for s in starts] == pytest.approx([1e-3] * 5)  # restarts at every boundary, in steps
+
+
+@pytest.mark.slow
+def test_snapshot_with_six_epochs_runs_end_to_end_with_the_defaults(tmp_path):
+    """What a user types: the default 5 cycles, 6 epochs, progress bar and config tree on."""
+    import os
+    import subprocess
+
+    from .conftest import BIN
+
+    proc = subprocess.run(
+        [str(BIN / "trainlab-train"), "ensemble=snapshot", "trainer.max_epochs=6"],
+        cwd=tmp_path,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
+    (run_dir,) = (tmp_path / "logs" / "train" / "runs").iterdir()
+    assert sorted(p.name for p in (run_dir / "snapshots").iterdir()) == [f"snapshot_{k}.ckpt" for k in range(1, 6)]
+    assert json.loads((run_dir / "metrics.json").read_text())["members"] == 5
+    assert "6 epochs in 5 cycles of 2, 1, 1, 1, 1 epochs" in proc.stdout + proc.stderr
 
 
 class RecordWeights(Callback):

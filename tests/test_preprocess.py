@@ -117,3 +117,36 @@ def test_bad_settings_are_refused():
         Preprocess("pca", input_shape=(1, 8, 8), components=100)
     with pytest.raises(ValueError, match="preprocess.mode='pixel'"):
         Preprocess("normalize", mode="pixel")
+
+
+# ---- vectors (tabular data): statistics per feature ----
+@pytest.mark.parametrize("mode", ["channel", "image"])
+def test_normalize_on_vectors_gives_each_feature_mean_0_and_std_1_on_the_training_split(make_cfg, mode):
+    """``data=synthetic data.input_shape=[3]`` with the default ``preprocess=normalize``: per feature (over dim 0)."""
+    cfg = make_cfg("data=synthetic", "data.input_shape=[3]", "data.train_size=500", f"preprocess.mode={mode}")
+    datamodule = run.build_datamodule(cfg)
+    module = run.build_module(cfg)
+    train_x = datamodule.train_images()
+    assert train_x.shape == (500, 3)
+    module.preprocess.fit(train_x)
+    assert module.preprocess.mean.shape == module.preprocess.std.shape == (3,)
+    out = module.preprocess(train_x).double()
+    assert out.mean(0).abs().max().item() < 1e-5  # each feature: mean 0 ...
+    assert (out.std(0) - 1).abs().max().item() < 1e-5  # ... and std 1, on the training split
+    x = train_x.double()
+    assert torch.allclose(module.preprocess.mean.double(), x.mean(0), rtol=0, atol=1e-6)
+    assert torch.allclose(module.preprocess.std.double(), x.std(0), rtol=0, atol=1e-6)
+
+
+def test_zero_center_and_normalize_on_vectors_with_different_scales_per_feature():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(2000, 4, generator=g) * torch.tensor([1.0, 10.0, 0.1, 3.0]) + torch.tensor([5.0, -2.0, 0.0, 1.0])
+    centred = Preprocess("zero_center", input_shape=(4,)).fit(x)(x).double()
+    assert centred.mean(0).abs().max().item() < 1e-5
+    assert torch.allclose(centred.std(0), x.double().std(0), rtol=1e-5, atol=0)  # scales untouched
+    normalized = Preprocess("normalize", input_shape=(4,)).fit(x)(x).double()
+    assert normalized.mean(0).abs().max().item() < 1e-5 and (normalized.std(0) - 1).abs().max().item() < 1e-5
+    test = torch.randn(100, 4, generator=g)
+    fitted = Preprocess("normalize", input_shape=(4,)).fit(x)
+    expected = (test.double() - x.double().mean(0)) / x.double().std(0)
+    assert torch.allclose(fitted(test).double(), expected, rtol=0, atol=1e-4)  # training statistics, reused

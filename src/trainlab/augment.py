@@ -394,6 +394,14 @@ def build_augment(
     unknown = sorted(set(config) - set(OPS))
     if unknown:
         raise ValueError(f"unknown augment option(s) {unknown}; valid names are {list(OPS)}")
+    if not config:
+        return None, None
+    if len(input_shape) != 3:
+        raise ValueError(
+            f"augment=[{','.join(config)}] needs images [C, H, W] (every augment option flips, crops, rotates, "
+            f"recolours or cuts images), but the data are vectors (data.input_shape={list(input_shape)}); drop it: "
+            "augment=[]"
+        )
     c, h, w = (int(s) for s in input_shape)
     derived = {"color_jitter": {"channels": c}, "crop": {"image_size": (h, w)}, "scale": {"image_size": (h, w)}}
     derived["cutout"] = {"image_size": max(h, w)}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import logging
 import random
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -14,6 +15,8 @@ from pytorch_lightning import LightningModule
 from torch import Tensor, nn
 from torchmetrics import MaxMetric, MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
+
+log = logging.getLogger("trainlab")
 
 #: keys of a scheduler config that trainlab reads and does not pass to the scheduler class
 SCHEDULER_KEYS = ("interval", "monitor", "frequency")
@@ -259,20 +262,104 @@ class Classifier(LightningModule):
         if "total_steps" in params and keywords.get("total_steps") is None:  # OneCycleLR
             kwargs["total_steps"] = int(self.trainer.estimated_stepping_batches)
         scheduler = self.scheduler_factory(optimizer=optimizer, **kwargs)
+        # the cosine's horizon as configured for this run; a resumed run's restored schedule may have another
+        self._cosine_plan = (
+            (scheduler.T_max, scheduler.eta_min)
+            if isinstance(scheduler, torch.optim.lr_scheduler.CosineAnnealingLR)
+            else None
+        )
         config = {"scheduler": scheduler, "interval": self.scheduler_interval, "frequency": 1}
         if self.scheduler_monitor:
             config["monitor"] = self.scheduler_monitor
         return {"optimizer": optimizer, "lr_scheduler": config}
 
+    def on_train_start(self) -> None:
+        self._replan_cosine()
+        configs = self.trainer.lr_scheduler_configs
+        scheduler = configs[0].scheduler if configs else None
+        if isinstance(scheduler, torch.optim.lr_scheduler.OneCycleLR):  # a checkpoint without its max_epochs
+            needed = int(self.trainer.estimated_stepping_batches)
+            if scheduler.total_steps < needed:
+                from trainlab.validate import ConfigError
+
+                planned = f"{scheduler.total_steps} steps, this run needs {needed}"
+                raise ConfigError(_one_cycle_refusal(planned, self.trainer.max_epochs))
+
+    def _replan_cosine(self) -> None:
+        """Continue a resumed cosine schedule to this run's horizon when the checkpoint's was another.
+
+        Lightning restores the scheduler's state (its ``T_max`` included) after ``configure_optimizers``, so a run
+        resumed with a larger ``trainer.max_epochs`` would keep the old horizon: the learning rate reaches
+        ``eta_min`` (0) at the old end and training stops moving. Here, at the resume point ``e`` (in scheduler
+        steps: epochs, or batches with ``interval: step``), the remaining schedule is re-planned as a cosine from
+        ``lr_e`` at ``e`` down to ``eta_min`` at the new end ``M``:
+
+            lr(t) = eta_min + (lr_e - eta_min) * (1 + cos(pi * (t - e) / (M - e))) / 2,   e <= t <= M
+
+        where ``lr_e`` is the learning rate the old schedule had reached at ``e``, or, if the old schedule had
+        already ended (``e >= `` its horizon, where its learning rate is ``eta_min``), the optimizer's base learning
+        rate (a warm restart). The re-planned scheduler keeps its start (``trainlab_offset``) in its state, so
+        resuming it again with the same horizon is exact; a resume with the checkpoint's own horizon changes nothing.
+        """
+        plan = getattr(self, "_cosine_plan", None)
+        configs = self.trainer.lr_scheduler_configs if plan is not None else []
+        if not configs or not isinstance(configs[0].scheduler, torch.optim.lr_scheduler.CosineAnnealingLR):
+            return
+        scheduler, (new_end, eta_min) = configs[0].scheduler, plan
+        offset = int(getattr(scheduler, "trainlab_offset", 0))
+        old_end, now = offset + scheduler.T_max, offset + scheduler.last_epoch
+        if old_end == new_end or now >= new_end:  # the planned horizon, or nothing left to train
+            return
+        groups = scheduler.optimizer.param_groups
+        ended = scheduler.last_epoch >= scheduler.T_max
+        starts = [float(g["initial_lr"]) if ended else float(g["lr"]) for g in groups]
+        for group, lr in zip(groups, starts, strict=True):
+            group["lr"] = lr
+        scheduler.base_lrs, scheduler._last_lr = list(starts), list(starts)
+        scheduler.T_max, scheduler.eta_min, scheduler.last_epoch = new_end - now, eta_min, 0
+        scheduler.trainlab_offset = now  # saved with the scheduler's state (its __dict__)
+        unit = "epoch" if configs[0].interval == "epoch" else "step"
+        if self.trainer.is_global_zero:
+            restart = " (the old schedule had ended: a restart)" if ended else ""
+            log.info(
+                f"resumed at {unit} {now} of a schedule planned for {old_end} {unit}s; re-planned the remaining "
+                f"cosine to {new_end} {unit}s (from lr {starts[0]:.4g}{restart} down to eta_min {eta_min:g})"
+            )
+
     # ---- checkpoints carry the config and the random state ----
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["trainlab"] = {"config": self.config, "rng": _rng_state(), "history": self.history}
+        if self._trainer is not None:  # the horizon the schedule was planned for (see schedule_resume_error)
+            checkpoint["trainlab"]["max_epochs"] = self.trainer.max_epochs
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         rng = checkpoint.get("trainlab", {}).get("rng")
         if rng is not None and self.trainer.state.fn == "fit":
             _set_rng_state(rng)
             self.history = list(checkpoint["trainlab"].get("history", []))
+
+
+def schedule_resume_error(checkpoint: Mapping[str, Any], max_epochs: int | None) -> str | None:
+    """Why a checkpoint's learning-rate schedule cannot continue to ``max_epochs``, or None.
+
+    A one-cycle schedule (``OneCycleLR``) is planned for a fixed number of steps and cannot step past them; unlike
+    a cosine (re-planned to the new horizon by :meth:`Classifier._replan_cosine`) it is not extended.
+    """
+    states = checkpoint.get("lr_schedulers") or []
+    old = (checkpoint.get("trainlab") or {}).get("max_epochs")
+    if not states or "total_steps" not in states[0] or not isinstance(old, int) or not isinstance(max_epochs, int):
+        return None
+    if old < 1 or max_epochs <= old:  # -1: no limit
+        return None
+    return _one_cycle_refusal(f"trainer.max_epochs={old} ({states[0]['total_steps']} steps)", max_epochs, old)
+
+
+def _one_cycle_refusal(planned: str, max_epochs: int, old: int | None = None) -> str:
+    again = f"trainer.max_epochs={old}" if old is not None else "the checkpoint's trainer.max_epochs"
+    return (
+        f"scheduler=onecycle cannot extend a run: the checkpoint's cycle was planned for {planned} and ends there, "
+        f"this run asks for trainer.max_epochs={max_epochs}. Resume with {again}, or start a new run"
+    )
 
 
 #: attributes set many times per training step that are never parameters, buffers or modules

@@ -20,21 +20,39 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 
-from trainlab.train import CONFIG_DIR
+from trainlab.train import CONFIG_DIR, console_script, run_job
 
 log = logging.getLogger("trainlab")
 
 
+#: what ckpt_path takes, said whenever it is refused
+CKPT_PATH_TAKES = (
+    "ckpt_path takes a .ckpt file written by trainlab-train, a list [a.ckpt,b.ckpt] or a multirun directory"
+)
+
+
 def member_paths(ckpt_path: Any) -> list[str]:
     """The checkpoint files that ``ckpt_path`` names: one file, a list of files, or a multirun directory (the best
-    checkpoint of every job, as its metrics.json records it)."""
+    checkpoint of every job, as its metrics.json records it). Raises :class:`ConfigError` when it names none."""
+    from trainlab.validate import ConfigError
+
     if isinstance(ckpt_path, (list, tuple, ListConfig)):
+        if not ckpt_path:
+            raise ConfigError(f"ckpt_path=[]: an empty list names no checkpoint; {CKPT_PATH_TAKES}")
         return [str(p) for p in ckpt_path]
     path = Path(str(ckpt_path))
     if path.is_dir():
-        jobs = sorted(path.glob("*/metrics.json"), key=lambda p: p.parent.name)
-        paths = [json.loads(m.read_text()).get("best_ckpt") for m in jobs]
-        paths = [p for p in paths if p]
+        paths = []
+        for metrics in sorted(path.glob("*/metrics.json"), key=lambda p: p.parent.name):
+            try:
+                facts = json.loads(metrics.read_text())
+            except (OSError, ValueError) as err:
+                raise ConfigError(
+                    f"ckpt_path={str(path)!r}: {metrics} is not readable JSON ({err}; cut off?): repair or remove "
+                    f"that job directory; {CKPT_PATH_TAKES}"
+                ) from None
+            if isinstance(facts, dict) and facts.get("best_ckpt"):
+                paths.append(str(facts["best_ckpt"]))
         if not paths:
             raise FileNotFoundError(f"ckpt_path={str(path)!r}: no job directory with a best checkpoint in metrics.json")
         return paths
@@ -51,6 +69,36 @@ def saved_config(run, path: str, trusted: bool = False) -> dict[str, Any]:
     return saved
 
 
+def read_members(cfg: DictConfig) -> tuple[list[str], list[dict[str, Any]]]:
+    """Check ``cfg`` (the settings schema, as trainlab-train does) and read every checkpoint it names, before
+    anything is built or written: bad input is a :class:`ConfigError` (one line, exit 2)."""
+    from trainlab.validate import ConfigError, validate
+
+    if OmegaConf.is_missing(cfg, "ckpt_path") or cfg.get("ckpt_path") in (None, ""):
+        raise ConfigError(
+            f"ckpt_path is missing: {CKPT_PATH_TAKES}, e.g. trainlab-eval ckpt_path=<run>/checkpoints/last.ckpt"
+        )
+    validate(cfg)  # trust_checkpoint=no, seed=abc...: refused before any checkpoint is opened
+    from trainlab import run
+
+    trusted = cfg.get("trust_checkpoint") is True  # validated: a bool
+    paths = member_paths(cfg.ckpt_path)
+    where = (
+        ""
+        if isinstance(cfg.ckpt_path, ListConfig) or not Path(str(cfg.ckpt_path)).is_dir()
+        else (f" (the best checkpoint of a job of ckpt_path={cfg.ckpt_path}, as its metrics.json says)")
+    )
+    configs = []
+    for path in paths:
+        try:
+            configs.append(saved_config(run, path, trusted))
+        except FileNotFoundError as err:  # exit 2 as well (trainlab.train.run_job)
+            raise FileNotFoundError(f"{err}{where}") from None
+        except ValueError as err:
+            raise ConfigError(f"{err}{where}") from None
+    return paths, configs
+
+
 def with_saved_config(cfg: DictConfig, saved: dict[str, Any], keys) -> DictConfig:
     """``cfg`` with the checkpoint's model/data settings, and this command line's ``data.*``/``model.*`` on top."""
     cfg = cfg.copy()
@@ -61,19 +109,22 @@ def with_saved_config(cfg: DictConfig, saved: dict[str, Any], keys) -> DictConfi
 
 
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
-
-    paths = member_paths(cfg.ckpt_path)
+    """Test the checkpoint(s) ``cfg.ckpt_path`` names; bad settings or files are refused before anything is written."""
+    paths, configs = read_members(cfg)
     if len(paths) > 1:
-        return evaluate_ensemble(cfg, paths)
-    return evaluate_one(cfg, paths[0])
+        return evaluate_ensemble(cfg, paths, configs)
+    return evaluate_one(cfg, paths[0], configs[0])
 
 
-def evaluate_one(cfg: DictConfig, path: str) -> dict[str, Any]:
+def evaluate_one(cfg: DictConfig, path: str, saved: dict[str, Any] | None = None) -> dict[str, Any]:
     import pytorch_lightning as pl
 
     from trainlab import run
+    from trainlab.validate import validate
 
-    cfg = with_saved_config(cfg, saved_config(run, path, bool(cfg.get("trust_checkpoint"))), run.MODEL_KEYS)
+    trusted = cfg.get("trust_checkpoint") is True
+    cfg = with_saved_config(cfg, saved or saved_config(run, path, trusted), run.MODEL_KEYS)
+    validate(cfg)  # this command line's data.*/model.* on top of the checkpoint's settings
     with open_dict(cfg):
         cfg.ckpt_path = path
     run.apply_extras(cfg)
@@ -90,9 +141,7 @@ def evaluate_one(cfg: DictConfig, path: str) -> dict[str, Any]:
     # the training callbacks (checkpointing, early stopping) have no role in testing
     warnings.filterwarnings("ignore", message=".*callbacks used to create the checkpoint need to be provided.*")
     try:
-        trainer.test(
-            model=model, datamodule=datamodule, ckpt_path=cfg.ckpt_path, weights_only=not cfg.get("trust_checkpoint")
-        )
+        trainer.test(model=model, datamodule=datamodule, ckpt_path=cfg.ckpt_path, weights_only=not trusted)
     finally:
         run.finish_loggers(loggers)
     metrics = {k: v for k, v in trainer.callback_metrics.items() if k.startswith("test/")}
@@ -102,7 +151,7 @@ def evaluate_one(cfg: DictConfig, path: str) -> dict[str, Any]:
     return metrics
 
 
-def evaluate_ensemble(cfg: DictConfig, paths: list[str]) -> dict[str, Any]:
+def evaluate_ensemble(cfg: DictConfig, paths: list[str], configs: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     """Average the members' class probabilities on the test split (the lecture's model ensemble).
 
     Each member is rebuilt from its own checkpoint (members may differ in anything but the data). Writes
@@ -113,14 +162,17 @@ def evaluate_ensemble(cfg: DictConfig, paths: list[str]) -> dict[str, Any]:
     import torch
 
     from trainlab import run
+    from trainlab.validate import ConfigError, validate
 
-    configs = [saved_config(run, p, bool(cfg.get("trust_checkpoint"))) for p in paths]
+    trusted = cfg.get("trust_checkpoint") is True
+    configs = configs or [saved_config(run, p, trusted) for p in paths]
     data = [OmegaConf.to_container(OmegaConf.create(c["data"])) for c in configs]
     if any(d != data[0] for d in data[1:]):
-        raise ValueError(
+        raise ConfigError(
             "ckpt_path: the ensemble's members were trained on different data settings; they must share them"
         )
     cfg = with_saved_config(cfg, configs[0], ("data",))
+    validate(cfg)
     run.apply_extras(cfg)
     datamodule = run.build_datamodule(cfg)
     datamodule.setup("test")
@@ -132,7 +184,7 @@ def evaluate_ensemble(cfg: DictConfig, paths: list[str]) -> dict[str, Any]:
     member_probs = []
     for path, saved in zip(paths, configs, strict=True):
         module = run.build_module(with_saved_config(cfg, saved, run.MODEL_KEYS)).to(device)
-        state = run.load_checkpoint(path, trusted=bool(cfg.get("trust_checkpoint")))["state_dict"]
+        state = run.load_checkpoint(path, trusted=trusted)["state_dict"]
         member_probs.append(test_probabilities(module, state, x_test, datamodule.eval_batch_size))
     report = ensemble_report(member_probs, y_test)
     for path, acc in zip(paths, report["test/acc_members"], strict=True):
@@ -149,22 +201,12 @@ def evaluate_ensemble(cfg: DictConfig, paths: list[str]) -> dict[str, Any]:
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="eval")
 def main(cfg: DictConfig) -> float | None:
-    metrics = evaluate(cfg)
-    return float(metrics["test/acc"])
+    return run_job(evaluate, cfg, metric="test/acc")
 
 
 def cli() -> None:
-    """``trainlab-eval``: unknown options and settings on the command line exit 2 before Hydra runs."""
-    import sys
-
-    from trainlab.validate import ConfigError, check_command_line
-
-    try:
-        check_command_line(sys.argv[1:], config_name="eval")
-    except ConfigError as err:
-        print(f"trainlab-eval: {err}", file=sys.stderr)
-        sys.exit(2)
-    main()
+    """``trainlab-eval``: checked like ``trainlab-train`` (the same code): bad input is one line and exit 2."""
+    console_script("trainlab-eval", main, "eval")
 
 
 if __name__ == "__main__":

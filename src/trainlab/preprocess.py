@@ -14,6 +14,10 @@ mu their mean:
 | pca_whiten | (x - mu) U_k diag(1 / sqrt(S_k + eps)) | decorrelated, unit variance along every component |
 | zca_whiten | (x - mu) U diag(1 / sqrt(S + eps)) U^T | whitened but back in pixel space (an image again) |
 
+On vectors (tabular data, ``input_shape`` ``[D]``: one value per feature, no channels or pixels) zero_center and
+normalize work per feature: mu and sigma are the training set's mean and std of each feature (over dim 0), in
+either ``mode``.
+
 U, S: eigenvectors and eigenvalues of the training covariance (X - mu)^T (X - mu) / N. ``eps`` keeps directions
 with (almost) no variance from being blown up; the covariance of whitened training data is
 U diag(S / (S + eps)) U^T, the identity up to eps.
@@ -34,7 +38,7 @@ MODES = ("channel", "image")
 class Preprocess(nn.Module):
     """Args:
     method: one of :data:`METHODS`.
-    input_shape: ``(C, H, W)`` of the images.
+    input_shape: ``(C, H, W)`` of the images, or ``(D,)`` of vectors (statistics per feature).
     mode: ``channel`` or ``image`` statistics for zero_center / normalize.
     components: k for pca / pca_whiten (``None``: all D).
     eps: added to the eigenvalues before whitening.
@@ -59,8 +63,10 @@ class Preprocess(nn.Module):
         if components is not None and not 1 <= components <= dims:
             raise ValueError(f"preprocess.components={components} must be between 1 and {dims} (= C*H*W)")
         self.components = components or dims
-        channels = self.input_shape[0]
-        stat_shape = (channels, 1, 1) if mode == "channel" else self.input_shape
+        #: images [C, H, W] get statistics per channel (mode=channel) or per pixel; anything else (vectors of
+        #: features) per feature
+        self.per_channel = mode == "channel" and len(self.input_shape) == 3
+        stat_shape = (self.input_shape[0], 1, 1) if self.per_channel else self.input_shape
         if method in ("zero_center", "normalize"):
             self.register_buffer("mean", torch.zeros(stat_shape))
             self.register_buffer("std", torch.ones(stat_shape))
@@ -78,15 +84,16 @@ class Preprocess(nn.Module):
 
     @torch.no_grad()
     def fit(self, x: Tensor) -> Preprocess:
-        """Fit the statistics on training images ``x`` [N, C, H, W] (in float64, stored in float32)."""
+        """Fit the statistics on training images ``x`` [N, C, H, W] or vectors [N, D] (in float64, stored in
+        float32)."""
         if self.method == "none":
             return self
         x = x.double()
         if self.method in ("zero_center", "normalize"):
-            dims = (0, 2, 3) if self.mode == "channel" else (0,)
-            self.mean.copy_(x.mean(dim=dims, keepdim=self.mode == "channel").reshape(self.mean.shape))
+            dims = (0, 2, 3) if self.per_channel else (0,)
+            self.mean.copy_(x.mean(dim=dims, keepdim=self.per_channel).reshape(self.mean.shape))
             if self.method == "normalize":
-                std = x.std(dim=dims, keepdim=self.mode == "channel").reshape(self.std.shape)
+                std = x.std(dim=dims, keepdim=self.per_channel).reshape(self.std.shape)
                 self.std.copy_(std.clamp_min(1e-8))  # a constant pixel (digits' border) stays 0, not NaN
         else:
             flat = x.flatten(1)

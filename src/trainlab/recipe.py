@@ -41,16 +41,40 @@ def initial_loss(module, datamodule, batches: int = 5, tolerance: float = 0.25) 
     expected = math.log(module.num_classes)
     ok = abs(loss - expected) <= tolerance * expected
     verdict = f"initial loss {loss:.4f}, expected about ln({module.num_classes}) = {expected:.4f}: " + (
-        "as expected" if ok else _advice(loss, expected)
+        "as expected" if ok else _advice(loss, expected, getattr(module, "config", None))
     )
     return {"loss": loss, "expected": expected, "ok": ok, "batches": len(losses), "message": verdict}
 
 
-def _advice(loss: float, expected: float) -> str:
+#: the init each activation is usually paired with (the lecture: Xavier for tanh, He/Kaiming for ReLU; SELU: LeCun)
+USUAL_INIT = {"tanh": "xavier", "sigmoid": "xavier", "selu": "lecun"}
+
+
+def _advice(loss: float, expected: float, config: dict[str, Any] | None = None) -> str:
+    """What to try, from the run's own settings (``config``: the module's ``init`` and ``activation``): an init is
+    suggested only when the run does not use it already."""
     if not math.isfinite(loss):
         return "not finite: check the data (NaN inputs?) and the initialisation"
     if loss > expected:
-        return "too high: the initial weights are too large (try init=kaiming or init=xavier) or the labels are wrong"
+        config = config or {}
+        init, activation = config.get("init") or {}, config.get("activation") or {}
+        act = activation.get("name") or "relu"
+        scheme = init.get("scheme") or "default"
+        if scheme == "default" and activation.get("preferred_init"):
+            scheme = activation["preferred_init"]  # what the run really uses (trainlab.run.build_single_net)
+        usual = USUAL_INIT.get(act, "kaiming")
+        knobs = [f"init.{k}={init[k]}" for k in ("std", "gain") if init.get(k) is not None]
+        used = f"init={scheme}" + (f" ({', '.join(knobs)})" if knobs else "")
+        if scheme == usual:
+            smaller = "a smaller init.gain" if init.get("gain") is not None else "smaller weights (init.gain < 1)"
+            return (
+                f"too high, although {used} is already the usual init for activation={act}: check the inputs' scale "
+                f"(preprocess=normalize) and the labels, or try {smaller}"
+            )
+        return (
+            f"too high: the initial weights are too large with {used} and activation={act} "
+            f"(try init={usual}, the usual init for activation={act}) or the labels are wrong"
+        )
     return "too low: the labels may leak into the inputs, or the loss is not a cross-entropy over the classes"
 
 

@@ -22,7 +22,26 @@ from pytorch_lightning.loggers import Logger
 
 from trainlab.classifier import SCHEDULER_KEYS, Classifier
 
+# the three kinds of regularizer (loss terms, layers passed to the network's constructor, batch transforms) are
+# listed in trainlab.combinations, which the settings check reads before torch is imported
+from trainlab.combinations import BATCH_REGULARIZERS, LAYER_REGULARIZERS, PENALTIES
+
 log = logging.getLogger("trainlab")
+
+
+class _LightningNoise(logging.Filter):
+    """Drops Lightning's advertisements (``💡 Tip: ... litlogger/litmodels``) and its note that our model summary
+    callback replaces its default one: printed on every run, they say nothing about this run."""
+
+    NOISE = ("💡 Tip:", "Trainer already configured with model summary callbacks")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(self.NOISE)
+
+
+logging.getLogger("pytorch_lightning.utilities.rank_zero").addFilter(_LightningNoise())
+# Lightning 2.6 calls torch's deprecated ``isinstance(treespec, LeafSpec)`` on every run: not ours to fix, not news
+warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)", category=FutureWarning)
 
 #: the parts of the config that define the model and data, stored in every checkpoint
 MODEL_KEYS = (
@@ -37,12 +56,6 @@ MODEL_KEYS = (
     "optimizer",
     "scheduler",
 )
-#: regularizers that are loss terms (handled by the LightningModule)
-PENALTIES = ("l1", "l2", "elastic_net")
-#: regularizers that are layers: passed to the network's constructor as keyword arguments of the same name
-LAYER_REGULARIZERS = ("dropout", "alpha_dropout", "dropconnect", "fractional_pool", "stochastic_depth")
-#: regularizers that act on the batch and its targets in the training step
-BATCH_REGULARIZERS = ("mixup", "cutmix", "label_smoothing")
 
 
 def instantiate(config: Any, **kwargs: Any) -> Any:
@@ -59,8 +72,11 @@ def instantiate(config: Any, **kwargs: Any) -> Any:
         raise
 
 
-def apply_extras(cfg: DictConfig) -> None:
-    """Warnings filter, thread count, config tree on screen and in the run directory."""
+def apply_extras(cfg: DictConfig, write: bool = True) -> None:
+    """Warnings filter, thread count, config tree on screen; with ``write``, also ``config.yaml`` (write_config).
+
+    ``trainlab-train`` passes ``write=False`` and writes ``config.yaml`` once every check has passed.
+    """
     extras = cfg.get("extras") or {}
     if extras.get("ignore_warnings"):
         warnings.filterwarnings("ignore")
@@ -69,11 +85,36 @@ def apply_extras(cfg: DictConfig) -> None:
         torch.set_num_threads(threads)
     if pl.utilities.rank_zero_only.rank != 0:
         return
-    out = Path(cfg.paths.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    if write:
+        write_config(cfg)
     if extras.get("print_config"):
         print_config_tree(cfg)
+
+
+def write_config(cfg: DictConfig) -> Path:
+    """``config.yaml`` (the resolved config) in the run directory: the first file a run writes, once every check
+    has passed. A run resuming from a checkpoint inside its own directory first keeps the earlier run's files that
+    it replaces as ``<name>.<k>`` (:func:`trainlab.run_dir.keep_earlier`)."""
+    from trainlab.run_dir import inside, keep_earlier
+
+    out = Path(cfg.paths.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    if cfg.get("train") and inside(cfg.get("ckpt_path"), out):
+        kept = keep_earlier(out)
+        if kept:
+            log.info(f"resuming in its own directory: the earlier run's {', '.join(p.name for p in kept)} are kept")
+    path = out / "config.yaml"
+    path.write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    return path
+
+
+def check_data(datamodule: pl.LightningDataModule) -> None:
+    """Find (or download) and read the data files now, so that missing or corrupt files refuse the run before it
+    writes anything. Process 0 only: under DDP the other processes read them in ``fit``, after process 0."""
+    if pl.utilities.rank_zero_only.rank != 0:
+        return
+    datamodule.prepare_data()
+    datamodule.setup("fit")
 
 
 def torch_threads(cfg: DictConfig) -> int | None:
@@ -186,13 +227,19 @@ def build_single_net(cfg: DictConfig, input_shape: tuple[int, ...] | None = None
     net_class = hydra.utils.get_class(target)
     accepts = inspect.signature(net_class).parameters
     kwargs: dict[str, Any] = {}
-    if input_shape is not None:
-        if len(input_shape) != 3 and getattr(net_class, "needs_images", False):
-            name = model_options().get(target, target)
+    data_shape = list(cfg.data.input_shape)
+    if getattr(net_class, "needs_images", False) and len(input_shape or data_shape) != 3:
+        name = model_options().get(target, target)
+        if len(data_shape) != 3:  # the data set itself is one of vectors
             raise ValueError(
-                f"preprocess={cfg.preprocess.method} turns images into vectors of {input_shape[0]}, which "
-                f"model={name} cannot take; it works with model=mlp (preprocess=zca_whiten keeps images)"
+                f"model={name} needs images [C, H, W], but the data are vectors (data.input_shape={data_shape}); "
+                "for vectors use model=mlp"
             )
+        raise ValueError(
+            f"preprocess={cfg.preprocess.method} turns images into vectors of {input_shape[0]}, which "
+            f"model={name} cannot take; it works with model=mlp (preprocess=zca_whiten keeps images)"
+        )
+    if input_shape is not None:
         kwargs["input_shape"] = list(input_shape)
     for name in LAYER_REGULARIZERS:
         if name not in regularizers:
@@ -290,7 +337,11 @@ def build_module(cfg: DictConfig) -> Classifier:
         if scheduler_cfg:
             log.info("ensemble=snapshot: its cyclic cosine schedule replaces the configured scheduler")
         scheduler_cfg = None
-        scheduler, interval = partial(snapshot_schedule, total_steps=None, cycles=int(ensemble.cycles)), "step"
+        epochs = cfg.trainer.get("max_epochs")
+        scheduler = partial(
+            snapshot_schedule, total_steps=None, cycles=int(ensemble.cycles), epochs=int(epochs) if epochs else None
+        )
+        interval = "step"
     if scheduler_cfg:
         scheduler_cfg = OmegaConf.to_container(scheduler_cfg, resolve=True)
         interval = scheduler_cfg.pop("interval", "epoch")
@@ -312,7 +363,7 @@ def build_module(cfg: DictConfig) -> Classifier:
         mixing=mixing,
         label_smoothing=label_smoothing,
         config={k: _container(cfg.get(k)) for k in MODEL_KEYS},
-        channels_last=bool(cfg.get("channels_last", False)),
+        channels_last=cfg.get("channels_last") is True,
         compile=_container(cfg.get("compile")) or None,
     )
 
@@ -431,16 +482,33 @@ def load_checkpoint(path: str | Path, trusted: bool = False) -> dict[str, Any]:
     Safely, with ``torch.load(weights_only=True)`` (tensors and plain containers only), unless ``trusted``
     (``trust_checkpoint=true``): unpickling arbitrary objects can run code, so it is the user's explicit choice.
     """
+    import zipfile
+
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"ckpt_path={str(path)!r}: no such file")
+    if path.stat().st_size == 0:
+        raise ValueError(
+            f"ckpt_path={str(path)!r} is an empty file (0 bytes), not a checkpoint written by trainlab-train"
+        )
+    if not zipfile.is_zipfile(path):  # torch.save writes a zip archive; anything else is not a checkpoint of ours
+        with path.open("rb") as f:
+            head = f.read(12)
+        raise ValueError(
+            f"ckpt_path={str(path)!r} is not a readable PyTorch Lightning checkpoint (not a file torch.save wrote: "
+            f"it starts with {head!r}); give a .ckpt file written by trainlab-train"
+        )
     try:
         return torch.load(path, map_location="cpu", weights_only=not trusted)
     except Exception as err:  # noqa: BLE001 - any failure here means "not a usable checkpoint"
         first = str(err).splitlines()[0] if str(err) else ""
-        hint = "" if trusted else (
-            ". If it holds more than weights and you trust where the file came from, trust_checkpoint=true loads "
-            "it with weights_only=False (unpickling can run code)"
+        hint = (
+            ""
+            if trusted
+            else (
+                ". If it holds more than weights and you trust where the file came from, trust_checkpoint=true loads "
+                "it with weights_only=False (unpickling can run code)"
+            )
         )
         raise ValueError(
             f"ckpt_path={str(path)!r} is not a readable PyTorch Lightning checkpoint ({type(err).__name__}: "

@@ -15,7 +15,7 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -29,31 +29,54 @@ CONFIG_DIR = str(Path(__file__).resolve().parents[2] / "configs")
 log = logging.getLogger("trainlab")
 
 
-def train(cfg: DictConfig) -> dict[str, Any]:
-    """Train and test as ``cfg`` says; return the metrics also written to ``metrics.json``."""
+def check_before_writing(cfg: DictConfig) -> dict[str, Any] | None:
+    """The settings (:func:`trainlab.validate.validate`) and the checkpoint to resume from (readable, and saved by
+    the same architecture): :class:`ConfigError` when unusable. Returns the checkpoint (``None`` without one).
+
+    Run before anything of the run is written; also by :class:`trainlab.hydra_callbacks.RunDirGuard` before a
+    resumed run reuses its directory, so that a refused command leaves the earlier run's files as they were.
+    """
     from trainlab.validate import ConfigError, validate
 
     validate(cfg)  # every documented setting's type and range: before torch is imported or anything is written
+    if not cfg.get("ckpt_path"):
+        return None
+    from trainlab import run
+
+    try:  # fail now, not after building everything, when it is unusable
+        checkpoint = run.load_checkpoint(cfg.ckpt_path, trusted=cfg.get("trust_checkpoint") is True)
+    except (FileNotFoundError, ValueError) as err:
+        raise ConfigError(str(err)) from None
+    saved = (checkpoint.get("trainlab") or {}).get("config")
+    changes = run.architecture_changes(saved, cfg) if saved else []
+    if changes:
+        raise ConfigError(
+            f"ckpt_path={cfg.ckpt_path} was saved by another model, so its weights do not fit this one: "
+            + "; ".join(changes)
+            + ". Resume with the checkpoint's settings (its config.yaml), or start a new run without ckpt_path"
+        )
+    from trainlab.classifier import schedule_resume_error
+
+    problem = schedule_resume_error(checkpoint, (cfg.get("trainer") or {}).get("max_epochs"))
+    if problem:
+        raise ConfigError(problem)
+    return checkpoint
+
+
+def train(cfg: DictConfig) -> dict[str, Any]:
+    """Train and test as ``cfg`` says; return the metrics also written to ``metrics.json``.
+
+    Every check comes first (settings, checkpoint, data files, the model and trainer built from the settings);
+    only then is the first file of the run written (``config.yaml``), so a refused run writes nothing.
+    """
+    check_before_writing(cfg)
     import pytorch_lightning as pl
 
     from trainlab import run
 
-    run.apply_extras(cfg)
+    run.apply_extras(cfg, write=False)
     if cfg.get("seed") is not None:
         pl.seed_everything(cfg.seed, workers=True, verbose=False)
-    if cfg.get("ckpt_path"):
-        try:  # fail now, not after building everything, when it is unusable
-            checkpoint = run.load_checkpoint(cfg.ckpt_path, trusted=bool(cfg.get("trust_checkpoint")))
-        except (FileNotFoundError, ValueError) as err:
-            raise ConfigError(str(err)) from None
-        saved = (checkpoint.get("trainlab") or {}).get("config")
-        changes = run.architecture_changes(saved, cfg) if saved else []
-        if changes:
-            raise ConfigError(
-                f"ckpt_path={cfg.ckpt_path} was saved by another model, so its weights do not fit this one: "
-                + "; ".join(changes)
-                + ". Resume with the checkpoint's settings (its config.yaml), or start a new run without ckpt_path"
-            )
 
     if cfg.get("recipe"):
         return run_recipe(cfg)
@@ -61,6 +84,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     datamodule = run.build_datamodule(cfg)
     log.info(f"Instantiating model <{cfg.model._target_}>")
     model = run.build_module(cfg)
+    run.check_data(datamodule)
     callbacks = run.build_callbacks(cfg)
     from trainlab.callbacks.interrupt import GracefulInterrupt
 
@@ -70,6 +94,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     trainer: pl.Trainer = run.instantiate(
         cfg.trainer, callbacks=callbacks, logger=loggers or False, plugins=run.checkpoint_plugins(cfg)
     )
+    if trainer.is_global_zero:  # every check passed: the run's first file
+        run.write_config(cfg)
     run.log_hyperparameters(cfg, model, loggers)
     from trainlab.classifier import DivergenceError
 
@@ -144,10 +170,10 @@ def run_recipe(cfg: DictConfig) -> dict[str, Any]:
     cfg = recipe_config(cfg)
     name = cfg.recipe.name
     out_dir = Path(cfg.paths.output_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     datamodule = run.build_datamodule(cfg)
     model = run.build_module(cfg)
     datamodule.setup("fit")
+    run.write_config(cfg)  # the settings, the data and the model are usable: the first file of the run
     if hasattr(model.preprocess, "fit"):
         model.preprocess.fit(datamodule.train_images())
     if name == "initial_loss":
@@ -293,7 +319,7 @@ _DDP_ENV = ("MASTER_ADDR", "MASTER_PORT", "NODE_RANK", "LOCAL_RANK", "WORLD_SIZE
 
 @contextmanager
 def _ddp_children_join_this_run(trainer) -> Iterator[None]:
-    """Make DDP's child processes join this run's directory instead of starting runs of their own.
+    """Make DDP's child processes join this run's directory instead of starting runs of their own, and end with it.
 
     Lightning starts each extra DDP process by re-running this command line with ``hydra.run.dir`` set to
     ``hydra.run.dir`` of the parent. That is wrong under ``-m``: the job's directory is a sweep subdirectory, and
@@ -302,28 +328,42 @@ def _ddp_children_join_this_run(trainer) -> Iterator[None]:
     overrides, and ``hydra.run.dir`` this job's output directory. The children append to the same log file
     (``<task_name>.log``) and, being non-zero ranks, write no checkpoints, metrics or logger files.
 
-    On exit the process group is torn down and Lightning's environment variables are removed, so that the next
-    job of a multirun (same process) launches its own children instead of waiting for this job's.
+    The children belong to this run (:class:`trainlab.ddp.JobLauncher`): on exit they are waited for (a good run)
+    or ended (a failed one, whichever rank failed), the process group is torn down and Lightning's environment
+    variables are removed, so that the next job of a multirun launches its own children, and a failed job leaves no
+    process behind. Under ``strategy=ddp_spawn`` the workers' state comes back to this process
+    (:class:`trainlab.ddp.SpawnLauncher`).
     """
-    from hydra.core.hydra_config import HydraConfig
-    from omegaconf import OmegaConf, open_dict, read_write
+    from pytorch_lightning.strategies.launchers.multiprocessing import _MultiProcessingLauncher
     from pytorch_lightning.strategies.launchers.subprocess_script import _SubprocessScriptLauncher
 
+    from trainlab import ddp
+
     launcher = getattr(trainer.strategy, "launcher", None)
-    is_launcher = isinstance(launcher, _SubprocessScriptLauncher) and "LOCAL_RANK" not in os.environ
-    hydra_run = HydraConfig.initialized() and OmegaConf.select(HydraConfig.get(), "runtime.output_dir")
-    if not (is_launcher and hydra_run):
+    if isinstance(launcher, _MultiProcessingLauncher):
+        trainer.strategy._launcher = ddp.SpawnLauncher.like(launcher)
         yield
         return
-    hydra_cfg = HydraConfig.get()
-    with read_write(hydra_cfg), open_dict(hydra_cfg):
-        hydra_cfg.run.dir = hydra_cfg.runtime.output_dir
+    if not (isinstance(launcher, _SubprocessScriptLauncher) and "LOCAL_RANK" not in os.environ):
+        yield
+        return
+    launcher = trainer.strategy._launcher = ddp.JobLauncher.like(launcher)
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import OmegaConf, open_dict, read_write
+
     argv = sys.argv
-    sys.argv = [argv[0], *hydra_cfg.overrides.task]
+    if HydraConfig.initialized() and OmegaConf.select(HydraConfig.get(), "runtime.output_dir"):
+        hydra_cfg = HydraConfig.get()
+        with read_write(hydra_cfg), open_dict(hydra_cfg):
+            hydra_cfg.run.dir = hydra_cfg.runtime.output_dir
+        sys.argv = [argv[0], *hydra_cfg.overrides.task]
+    failed = True
     try:
         yield
+        failed = False
     finally:
         sys.argv = argv
+        launcher.end_children(failed)
         import torch.distributed as dist
 
         if dist.is_available() and dist.is_initialized():
@@ -345,8 +385,14 @@ def _record_failure(cfg: DictConfig, err: BaseException) -> None:
         log.error(f"could not write {path}: {write_err}")
 
 
-@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
-def main(cfg: DictConfig) -> float | None:
+def run_job(task: Callable[[DictConfig], dict[str, Any]], cfg: DictConfig, metric: str | None = None) -> float | None:
+    """Run ``task`` (:func:`train`, ``trainlab.eval.evaluate``) as the Hydra job of a console script: every entry
+    point maps failures to exit codes here, so that they all answer bad input alike.
+
+    Bad settings or files (:class:`ConfigError`, ``FileNotFoundError``, ``DataFileError``): one line and exit 2, the
+    empty run directory Hydra made is removed; in a multirun the job's ``metrics.json`` records the failure and the
+    sweep goes on. Returns ``metrics[metric]`` (default: ``cfg.optimized_metric``) for a sweeper to optimise.
+    """
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
@@ -356,13 +402,16 @@ def main(cfg: DictConfig) -> float | None:
 
     multirun = HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
     try:
-        metrics = train(cfg)
+        metrics = task(cfg)
     except (ConfigError, FileNotFoundError, DataFileError) as err:  # bad settings, or data files missing/corrupt
         if multirun:
             log.error(f"this job failed, the sweep goes on: {err}")
             _record_failure(cfg, err)
             return float("nan")
-        log.error(str(err))
+        if not _discard_refused_run_dir(cfg):
+            log.error(str(err))  # the run directory is kept (it holds an earlier run): its log says why too
+        job = HydraConfig.get().job.name if HydraConfig.initialized() else None  # "train"/"eval": its module
+        print(f"{f'trainlab-{job}' if job else Path(sys.argv[0]).name}: {err}", file=sys.stderr)
         sys.exit(2)
     except RunInterrupted as err:
         log.warning(f"{err} (metrics.json: status interrupted)")
@@ -383,33 +432,76 @@ def main(cfg: DictConfig) -> float | None:
         log.exception(f"this job failed, the sweep goes on: {type(err).__name__}: {err}")
         _record_failure(cfg, err)
         return float("nan")
-    value = metrics.get(cfg.get("optimized_metric") or "")
+    value = metrics.get(metric or cfg.get("optimized_metric") or "")
     return None if value is None else float(value)
 
 
-def cli() -> None:
-    """``trainlab-train``: the command line is checked (unknown options and settings: exit 2) before Hydra runs."""
+def _discard_refused_run_dir(cfg: DictConfig) -> bool:
+    """Remove the run directory Hydra made for a refused command when it holds only Hydra's own files (``.hydra/``,
+    ``<task_name>.log``): a refused command leaves nothing behind. A directory with anything else is left alone.
+    Returns whether it was removed."""
+    import shutil
+
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import OmegaConf
+
+    if not HydraConfig.initialized():
+        return False
+    out = OmegaConf.select(HydraConfig.get(), "runtime.output_dir", default=None)
+    if not out or not Path(out).is_dir():
+        return False
+    out = Path(out)
+    hydra_own = {".hydra", f"{HydraConfig.get().job.name}.log", f"{cfg.get('task_name')}.log", "run.lock"}
+    if any(p.name not in hydra_own for p in out.iterdir()):
+        return False
+    shutil.rmtree(out, ignore_errors=True)
+    log_dir = Path(str(OmegaConf.select(cfg, "paths.log_dir", default=""))).resolve()
+    for parent in out.resolve().parents:  # logs/<task>/runs/ left empty
+        if parent == log_dir or log_dir not in parent.parents or any(parent.iterdir()):
+            break
+        parent.rmdir()
+    return True
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
+def main(cfg: DictConfig) -> float | None:
+    return run_job(train, cfg)
+
+
+def console_script(prog: str, hydra_main: Callable[[], Any], config_name: str) -> None:
+    """The checks every console script runs before Hydra, and its answer when Hydra cannot compose the command line.
+
+    The command line is split with Hydra's own parser (:func:`trainlab.validate.check_command_line`): unknown
+    options and settings exit 2 before anything is created; the log directory is checked only when a job will run
+    (not for ``--help``, ``--cfg``, ``--info``, ``-sc``...). When Hydra fails to compose (exit 1), the reason is
+    explained in one line with a suggestion, exit 2.
+    """
     from trainlab.validate import ConfigError, check_command_line, check_log_dir
 
     args = sys.argv[1:]
     try:
-        check_command_line(args)
-        if not any(a.startswith(("--help", "-h", "--cfg", "-c", "--info", "--hydra-help")) for a in args):
+        line = check_command_line(args, config_name=config_name)
+        if line is not None and line.runs_job:
             check_log_dir(args)
     except ConfigError as err:
-        print(f"trainlab-train: {err}", file=sys.stderr)
+        print(f"{prog}: {err}", file=sys.stderr)
         sys.exit(2)
     try:
-        main()
+        hydra_main()
     except SystemExit as exit_:
         if exit_.code == 1:  # Hydra could not compose the command line? Say why, with a suggestion
             from trainlab.validate import explain_override_error
 
-            explanation = explain_override_error(args)
+            explanation = explain_override_error(args, config_name=config_name)
             if explanation:
-                print(f"trainlab-train: invalid command line, nothing was run:\n  {explanation}", file=sys.stderr)
+                print(f"{prog}: invalid command line, nothing was run:\n  {explanation}", file=sys.stderr)
                 sys.exit(2)
         raise
+
+
+def cli() -> None:
+    """``trainlab-train``: the command line is checked (unknown options and settings: exit 2) before Hydra runs."""
+    console_script("trainlab-train", main, "train")
 
 
 if __name__ == "__main__":

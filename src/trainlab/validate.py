@@ -197,9 +197,26 @@ RULES: tuple[Rule, ...] = (
     Rule("callbacks.model_checkpoint.save_top_k", "int", "best checkpoints kept (-1: all)", low=-1),
     Rule("seed", "int", "random seed", low=0, high=2**32 - 1),
     Rule("trust_checkpoint", "bool", "whether to unpickle more than weights"),
+    Rule("overwrite", "bool", "whether to run in a directory that holds an earlier run"),
     Rule("channels_last", "bool", "the channels-last memory format"),
     Rule("train", "bool", "whether to train"),
     Rule("test", "bool", "whether to test"),
+    # every other switch a config file sets to true/false: "no", "0" or "off" must not read as true
+    Rule("extras.print_config", "bool", "whether to print the config tree"),
+    Rule("extras.ignore_warnings", "bool", "whether to silence Python warnings"),
+    Rule("extras.curves", "bool", "whether to plot the learning curves"),
+    Rule("data.download", "bool", "whether to download missing data files"),
+    Rule("trainer.enable_progress_bar", "bool", "the progress bar"),
+    Rule("trainer.enable_model_summary", "bool", "the model summary"),
+    Rule("ensemble.vectorize", "bool", "whether the members run as one batched network"),
+    Rule("optimizer.nesterov", "bool", "Nesterov momentum"),
+    Rule("regularizer.fractional_pool.overlapping", "bool", "overlapping pooling regions"),
+    *(
+        Rule(f"regularizer.{penalty}.{part}", "bool", f"whether the {penalty} penalty includes {what}")
+        for penalty in ("l1", "l2", "elastic_net")
+        for part, what in (("include_bias", "biases"), ("include_norm", "normalization weights"))
+    ),
+    Rule("callbacks.activation_stats.plot", "bool", "whether to plot the activation statistics"),
     # ensembles, recipe
     Rule("ensemble.size", "int", "members of the ensemble", low=2),
     Rule("ensemble.cycles", "int", "snapshot cycles", low=1),
@@ -222,61 +239,231 @@ RULES: tuple[Rule, ...] = (
 
 
 def validate(cfg: DictConfig) -> None:
-    """Raise :class:`ConfigError` listing every setting of ``cfg`` that breaks :data:`RULES`."""
+    """Raise :class:`ConfigError` listing every setting of ``cfg`` that breaks :data:`RULES`, and every pair of
+    settings that breaks a rule of :data:`trainlab.combinations.COMBINATIONS` (the one table of rules that depend on
+    two settings)."""
+    from trainlab.combinations import combination_problems
+
     problems = []
+    bad = set()
     for rule in RULES:
         value = OmegaConf.select(cfg, rule.key, default=None, throw_on_resolution_failure=False)
         if value is None or isinstance(value, DictConfig | ListConfig):
             continue
         if not rule.check(value, cfg):
             problems.append(f"{rule.key}={value!r}: {rule.what} must be {rule.allowed(cfg)}")
+            bad.add(rule.key)
+    problems += combination_problems(cfg, skip=bad)
+    if not bad & {"trainer.accelerator"}:
+        problems += machine_problems(cfg)
     if problems:
         raise ConfigError("invalid settings, nothing was run:\n  " + "\n  ".join(problems))
 
 
+def machine_problems(cfg: DictConfig) -> list[str]:
+    """Settings this machine cannot honour: a GPU accelerator without a GPU, more GPU devices than it has.
+
+    torch is imported only when a GPU is asked for (``trainer=gpu``/``ddp``), to count the devices."""
+    trainer = cfg.get("trainer") or {}
+    accelerator = trainer.get("accelerator")
+    if accelerator not in ("gpu", "cuda", "mps"):
+        return []
+    import torch
+
+    if accelerator == "mps":
+        mps = getattr(torch.backends, "mps", None)
+        if mps is None or not mps.is_available():
+            return ["trainer.accelerator=mps: this machine has no Apple GPU (MPS); use trainer=cpu or accelerator=auto"]
+        return []
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if count == 0:
+        return [
+            f"trainer.accelerator={accelerator}: this machine has no CUDA GPU; use trainer=cpu (or trainer=default, "
+            "which takes a GPU when there is one), or trainer=ddp_cpu for data parallel on the CPU"
+        ]
+    devices = trainer.get("devices", 1)
+    if isinstance(devices, int) and not isinstance(devices, bool) and devices > count:
+        return [f"trainer.devices={devices}: this machine has {count} GPU(s); use trainer.devices={count} or fewer"]
+    return []
+
+
 # ---- the command line, before Hydra ----
-def config_groups() -> dict[str, list[str]]:
-    """Every config group and its options (``configs/<group>/<option>.yaml``)."""
-    groups = {}
-    for d in sorted(p for p in CONFIG_DIR.rglob("*") if p.is_dir()):
-        options = sorted(f.stem for f in d.glob("*.yaml"))
-        if options:
-            groups[str(d.relative_to(CONFIG_DIR))] = options
-    return groups
+def config_groups(config_dirs: Sequence[Path] = (CONFIG_DIR,)) -> dict[str, list[str]]:
+    """Every config group and its options (``<config dir>/<group>/<option>.yaml``), over all ``config_dirs``."""
+    groups: dict[str, set[str]] = {}
+    for root in config_dirs:
+        for d in sorted(p for p in Path(root).rglob("*") if p.is_dir()):
+            options = {f.stem for f in d.glob("*.yaml")}
+            if options:
+                groups.setdefault(str(d.relative_to(root)), set()).update(options)
+    return {group: sorted(options) for group, options in sorted(groups.items())}
 
 
-def _top_level_keys(config_name: str) -> set[str]:
-    data = OmegaConf.load(CONFIG_DIR / f"{config_name}.yaml")
-    return {k for k in data if k != "defaults"}
+def _top_level_keys(config_name: str, config_dirs: Sequence[Path] = (CONFIG_DIR,)) -> set[str]:
+    for root in config_dirs:
+        path = Path(root) / f"{config_name}.yaml"
+        if path.is_file():
+            data = OmegaConf.load(path)
+            return {str(k) for k in data if k != "defaults"} if isinstance(data, DictConfig) else set()
+    return set()
 
 
-def check_command_line(args: Sequence[str], config_name: str = "train") -> None:
-    """Raise :class:`ConfigError` for an unknown group option or an unknown top-level setting in ``args``."""
+@dataclass(frozen=True)
+class CommandLine:
+    """What Hydra makes of a command line (its own argparse parser): its flags, and the overrides they leave.
+
+    ``overrides`` are the positional ``key=value`` arguments only: the arguments of Hydra's flags
+    (``-sc install=bash``, ``-cn eval``, ``--info defaults``) are not overrides. ``config_dirs`` are where the
+    config's groups are (``-cd`` first, then ``-cp`` or configs/). ``check_skipped`` says why the overrides are not
+    checked (``-sc``: they are completion commands; ``-cp pkg://...``: the configs are elsewhere), else ``None``.
+    ``runs_job``: false for the flags that only print (``--help``, ``--hydra-help``, ``--cfg``, ``--info``, ``-sc``,
+    ``--version``): nothing is run or written, so the log directory is not checked.
+    """
+
+    overrides: tuple[str, ...]
+    config_name: str
+    config_dirs: tuple[Path, ...]
+    runs_job: bool
+    check_skipped: str | None = None
+
+
+class _ArgvError(Exception):
+    pass
+
+
+def parse_command_line(args: Sequence[str], config_name: str = "train") -> CommandLine | None:
+    """``args`` split as ``@hydra.main`` splits them; ``None`` when Hydra's parser refuses them (Hydra says why)."""
+    import argparse
+    import contextlib
+    import io
+
+    from hydra._internal.utils import get_args_parser
+
+    parser = get_args_parser()
+
+    def refuse(*_args: Any, **_kwargs: Any) -> None:
+        raise _ArgvError
+
+    parser.error = refuse  # type: ignore[method-assign]  # no usage printed, no exit: Hydra does that itself
+    parser.exit = refuse  # type: ignore[method-assign]  # --version
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):  # --version prints before it exits
+            ns: argparse.Namespace = parser.parse_args(list(args))
+    except _ArgvError:
+        return None
+    name = (ns.config_name or config_name).removesuffix(".yaml")
+    dirs: list[Path] = []
+    skipped = None
+    if ns.config_dir:
+        dirs.append(Path(ns.config_dir).resolve())
+    if ns.config_path:
+        if ns.config_path.startswith("pkg://"):
+            skipped = f"-cp {ns.config_path}: the configs are in a package, not checked before Hydra"
+        config_path = Path(ns.config_path)
+        # Hydra resolves a relative -cp against the directory of the file that declares @hydra.main (this package)
+        dirs.append(config_path if config_path.is_absolute() else Path(__file__).resolve().parent / config_path)
+    else:
+        dirs.append(CONFIG_DIR)
+    if ns.shell_completion:
+        skipped = "-sc: the arguments are shell-completion commands"
+    elif ns.experimental_rerun is not None:
+        skipped = "--experimental-rerun: the job's own overrides are used"
+    elif not any((d / f"{name}.yaml").is_file() for d in dirs) and not skipped:
+        skipped = f"config {name!r} is not a file of {', '.join(map(str, dirs))}: Hydra looks for it"
+    prints_only = ns.help or ns.hydra_help or ns.cfg is not None or ns.info is not None or ns.shell_completion
+    return CommandLine(tuple(ns.overrides), name, tuple(dirs), runs_job=not prints_only, check_skipped=skipped)
+
+
+def _plain(value: Any) -> Any:
+    """A parsed override element as Python data (quoted strings as str, lists and dicts element by element)."""
+    from hydra.core.override_parser.types import QuotedString
+
+    if isinstance(value, QuotedString):
+        return value.text
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
+
+
+def _option_text(value: Any) -> str:
+    return "null" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def group_choices(override: Any, options: Sequence[str]) -> tuple[list[list[str]], str | None]:
+    """The option lists a group override selects, one per job (a plain value or list: one), and a problem or ``None``.
+
+    Every grammar of Hydra's overrides: ``a``, ``'a'``, ``[a,b]``, ``a,b``, ``choice(a,[b,c])``, ``glob(x*,
+    exclude=[y])`` (expanded against ``options``), ``range(...)``, ``sort(...)``, ``shuffle(...)``, ``tag(t, ...)``.
+    ``interval(...)`` selects no option and is a problem.
+    """
+    from hydra.core.override_parser.types import ChoiceSweep, Glob, IntervalSweep, RangeSweep
+
+    value = override._value
+    key = override.get_key_element()
+    if isinstance(value, Glob):
+        matched = value.filter(list(options))
+        if not matched:
+            glob = override.input_line.split("=", 1)[1]
+            return [], f"{key}={glob}: matches no option of {override.key_or_group}. Valid: {', '.join(options)}"
+        return [[m] for m in matched], None
+    if isinstance(value, IntervalSweep):
+        return [], f"{override.input_line}: interval() sweeps a number; {override.key_or_group} takes option names"
+    if isinstance(value, RangeSweep):
+        items: list[Any] = list(value.range())
+    elif isinstance(value, ChoiceSweep):
+        items = [_plain(v) for v in value.list]
+    else:
+        items = [_plain(value)]
+    return [[_option_text(n) for n in (item if isinstance(item, list) else [item])] for item in items], None
+
+
+OVERRIDE_GRAMMAR = "https://hydra.cc/docs/advanced/override_grammar/extended"
+
+
+def check_command_line(args: Sequence[str], config_name: str = "train") -> CommandLine | None:
+    """Raise :class:`ConfigError` for an unknown group option or an unknown top-level setting in ``args``.
+
+    ``args`` is the whole command line: Hydra's flags and their arguments are told apart with Hydra's own parser,
+    and only the overrides are checked, against the config ``-cn``/``-cp``/``-cd`` select. Returns the parsed
+    command line (``None`` when Hydra's parser refuses it: Hydra then says why).
+    """
     from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import OverrideParseException
 
-    overrides = [a for a in args if "=" in a and not a.startswith("-")]
-    if not overrides:
-        return
-    groups = config_groups()
-    known = {g.split("/")[0] for g in groups} | _top_level_keys(config_name) | {"hydra"}
+    line = parse_command_line(args, config_name)
+    if line is None or line.check_skipped or not line.overrides:
+        return line
+    groups = config_groups(line.config_dirs)
+    known = {g.split("/")[0] for g in groups} | _top_level_keys(line.config_name, line.config_dirs) | {"hydra"}
+    parser = OverridesParser.create()
     problems = []
-    for override in OverridesParser.create().parse_overrides(overrides):
+    for text in line.overrides:
+        try:
+            (override,) = parser.parse_overrides([text])
+        except OverrideParseException as err:
+            why = (str(err).splitlines()[1:2] or [""])[0].strip().rstrip(":")
+            problems.append(f"{text}: {why or 'not valid override syntax'} (the grammar: {OVERRIDE_GRAMMAR})")
+            continue
         key = override.key_or_group
-        if override.is_delete() or override.is_add() or override.is_force_add() or key.startswith("hydra"):
+        if override.is_delete() or key.startswith("hydra"):
             continue
-        if key in groups and override.value() is not None:
-            values = override.value()
-            items = list(values.list) if override.is_sweep_override() and hasattr(values, "list") else [values]
-            names = [n for item in items for n in (item if isinstance(item, list) else [item])]
-            for name in map(str, names):
-                if name not in groups[key] and name != "null":
-                    problems.append(_unknown(f"{key}={name}", f"is not an option of {key}", name, groups[key]))
+        if key in groups and override.value_type is not None:
+            selections, problem = group_choices(override, groups[key])
+            if problem:
+                problems.append(problem)
+            unknown = dict.fromkeys(n for names in selections for n in names if n not in groups[key] and n != "null")
+            problems += [_unknown(f"{key}={n}", f"is not an option of {key}", n, groups[key]) for n in unknown]
             continue
+        if override.is_add() or override.is_force_add():
+            continue  # a new key, on purpose
         top = key.split(".")[0].split("/")[0]
         if top not in known:
             problems.append(_unknown(f"{key}=...", f"'{top}' is not a setting", top, sorted(known)))
     if problems:
         raise ConfigError("invalid command line, nothing was run:\n  " + "\n  ".join(problems))
+    return line
 
 
 def _unknown(what: str, why: str, name: str, valid: Sequence[str]) -> str:
@@ -300,8 +487,9 @@ def check_log_dir(args: Sequence[str]) -> Path:
     import shutil
     import tempfile
 
+    line = parse_command_line(args)
     log_dir = None
-    for arg in args:
+    for arg in line.overrides if line else args:  # the overrides only, not the arguments of Hydra's flags
         if arg.startswith("paths.log_dir="):
             log_dir = arg.split("=", 1)[1]
         elif arg.startswith("paths.root_dir=") and log_dir is None:
@@ -332,13 +520,28 @@ def explain_override_error(args: Sequence[str], config_name: str = "train") -> s
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
     from hydra.core.override_parser.overrides_parser import OverridesParser
-    from hydra.errors import ConfigCompositionException
+    from hydra.core.override_parser.types import Glob, IntervalSweep
+    from hydra.errors import ConfigCompositionException, OverrideParseException
 
+    command_line = parse_command_line(args, config_name)
+    if command_line is None or command_line.check_skipped or command_line.config_dirs != (CONFIG_DIR,):
+        return None  # Hydra's parser refused it, or other configs: Hydra's own message stands
+    config_name = command_line.config_name
+    groups = config_groups()
     plain = []
-    for override in OverridesParser.create().parse_overrides([a for a in args if "=" in a and not a.startswith("-")]):
+    try:
+        overrides = OverridesParser.create().parse_overrides(list(command_line.overrides))
+    except OverrideParseException:
+        return None
+    for override in overrides:
         if override.key_or_group.startswith("hydra"):
             continue
-        if override.is_sweep_override():
+        if isinstance(override._value, Glob):  # the first option it matches (a sweep composes like its first job)
+            matched = override._value.filter(groups.get(override.key_or_group, []))
+            plain += [f"{override.get_key_element()}={matched[0]}"] if matched else []
+        elif isinstance(override._value, IntervalSweep):
+            plain.append(f"{override.get_key_element()}={override._value.start}")
+        elif override.is_sweep_override():
             first = next(iter(override.sweep_string_iterator()))
             plain.append(f"{override.get_key_element()}={first}")
         else:
@@ -356,7 +559,6 @@ def explain_override_error(args: Sequence[str], config_name: str = "train") -> s
 
     if not isinstance(composes(plain), Exception):
         return None
-    groups = config_groups()
     for i, line in enumerate(plain):
         key = line.split("=", 1)[0]
         if "." not in key or key.startswith(("+", "~")):

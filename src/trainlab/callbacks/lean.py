@@ -40,12 +40,14 @@ class ProgressBar(RichProgressBar):
         done = batch_idx + 1
         return done % self.update_every == 0 or done >= total
 
+    # A disabled bar (every DDP process but rank 0, or refresh_rate=0) has no state to update: Lightning's
+    # batch-start hooks return before recording the current dataloader, so the batch totals cannot be read.
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:
-        if self._due(batch_idx, self.total_train_batches):
+        if self.is_enabled and self._due(batch_idx, self.total_train_batches):
             super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
 
     def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int, dataloader_idx: int = 0):
-        if self._due(batch_idx, self.total_val_batches_current_dataloader):
+        if self.is_enabled and self._due(batch_idx, self.total_val_batches_current_dataloader):
             super().on_validation_batch_end(trainer, pl_module, outputs, batch, batch_idx, dataloader_idx)
 
 

@@ -1,8 +1,12 @@
-"""A synthetic image data set of any shape: for speed benchmarks and smoke tests where no real data is at hand.
+"""A synthetic data set of any shape: for speed benchmarks and smoke tests where no real data is at hand.
 
-Each class has a fixed random template image; a sample is its class's template plus Gaussian noise, clipped to
-[0, 1]. The classes are separable but not trivially (``noise`` sets how hard), so accuracy still means something.
+Each class has a fixed random template; a sample is its class's template plus Gaussian noise, clipped to [0, 1].
+The classes are separable but not trivially (``noise`` sets how hard), so accuracy still means something.
 Everything is drawn from ``seed``: the same config gives the same data on every machine.
+
+``input_shape`` ``[C, H, W]`` gives images; ``[D]`` gives vectors of D features (tabular data, as users bring it:
+``data=synthetic data.input_shape=[2]``), on which the image-only options (CNN/ResNet, augmentation, cutout,
+CutMix, channels_last) are refused by the settings check.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ from trainlab.data.datamodule import InMemoryDataModule
 
 
 class SyntheticDataModule(InMemoryDataModule):
-    """``data=synthetic``: ``train_size`` / ``val_size`` / ``test_size`` images of ``input_shape``, ``num_classes``."""
+    """``data=synthetic``: ``train_size`` / ``val_size`` / ``test_size`` samples of ``input_shape``, ``num_classes``."""
 
     def __init__(
         self,
@@ -28,8 +32,11 @@ class SyntheticDataModule(InMemoryDataModule):
     ) -> None:
         super().__init__(**kwargs)
         shape = tuple(int(s) for s in input_shape)
-        if len(shape) != 3 or min(shape) < 1:
-            raise ValueError(f"data.input_shape={list(input_shape)}: give [channels, height, width], each >= 1")
+        if len(shape) not in (1, 3) or min(shape) < 1:
+            raise ValueError(
+                f"data.input_shape={list(input_shape)}: give [channels, height, width] (images) or [features] "
+                "(vectors), each >= 1"
+            )
         if int(num_classes) < 2:
             raise ValueError(f"data.num_classes={num_classes} must be >= 2")
         for key, size in (("train_size", train_size), ("val_size", val_size), ("test_size", test_size)):

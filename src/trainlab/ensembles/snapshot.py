@@ -1,55 +1,108 @@
 """Snapshot ensembles (Huang, Li, Pleiss, Liu, Hopcroft, Weinberger, ICLR 2017): ``ensemble=snapshot``.
 
-One training run of T steps with a cyclic cosine learning rate of M cycles,
+One training run of T steps with a cyclic cosine learning rate of M cycles. The paper's cycles are equal,
 
     lr(t) = lr0 / 2 * (cos(pi * ((t - 1) mod ceil(T / M)) / ceil(T / M)) + 1),
 
 restarting at lr0 at the start of every cycle; the weights at the end of each cycle (where the learning rate is
 near 0 and the model in a local minimum) are saved as a snapshot, and the last ``keep`` snapshots' probabilities
-are averaged at test time. Here cycles are whole epochs (``ensemble.cycles`` must divide ``trainer.max_epochs``);
-the learning rate follows the formula per optimizer step. Early stopping is switched off by the config: the
-cycles need the whole run.
+are averaged at test time.
+
+Here a cycle is a whole number of epochs, so that every snapshot is an end-of-epoch model, and ``ensemble.cycles``
+need NOT divide ``trainer.max_epochs``: the E epochs are shared out as evenly as possible, the longer cycles first
+(:func:`cycle_lengths`: 6 epochs in 5 cycles are cycles of 2, 1, 1, 1, 1 epochs; 10 in 3 are 4, 3, 3). With
+cycle c spanning the optimizer steps [s_c, s_{c+1}),
+
+    lr(t) = lr0 / 2 * (cos(pi * (t - s_c) / (s_{c+1} - s_c)) + 1)   for s_c <= t < s_{c+1},
+
+per optimizer step: the cosine restarts at lr0 at every cycle boundary and falls towards 0 over each cycle,
+whatever its length (with equal cycles this is the paper's formula). Fewer epochs than cycles cannot give every
+cycle an epoch and is refused before the run (``trainlab.combinations``). Early stopping is switched off by the
+config: the cycles need the whole run.
 """
 
 from __future__ import annotations
 
+import bisect
+import itertools
+import logging
 import math
 from pathlib import Path
 
 import torch
 from pytorch_lightning import Callback, LightningModule, Trainer
 
+log = logging.getLogger("trainlab")
 
-def snapshot_schedule(optimizer: torch.optim.Optimizer, total_steps: int | None = None, cycles: int = 5):
-    """The paper's cyclic cosine learning rate as a per-step ``LambdaLR`` (``total_steps`` filled in by trainlab)."""
+
+def cycle_lengths(total: int, cycles: int) -> list[int]:
+    """``total`` units (epochs or steps) in ``cycles`` cycles as even as possible, the longer ones first."""
     if cycles < 1:
         raise ValueError(f"ensemble.cycles={cycles} must be >= 1")
-    period = math.ceil(total_steps / cycles)
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda t: 0.5 * (math.cos(math.pi * (t % period) / period) + 1))
+    if total < cycles:
+        raise ValueError(
+            f"ensemble.cycles={cycles} needs trainer.max_epochs >= {cycles} (each cycle is at least one epoch), got "
+            f"trainer.max_epochs={total}: lower ensemble.cycles or train longer"
+        )
+    base, extra = divmod(total, cycles)
+    return [base + 1] * extra + [base] * (cycles - extra)
+
+
+def cycle_ends(total: int, cycles: int) -> list[int]:
+    """Where each cycle ends (exclusive, counted from 0): ``cycle_ends(6, 5) == [2, 3, 4, 5, 6]``."""
+    return list(itertools.accumulate(cycle_lengths(total, cycles)))
+
+
+def snapshot_schedule(
+    optimizer: torch.optim.Optimizer, total_steps: int | None = None, cycles: int = 5, epochs: int | None = None
+):
+    """The cyclic cosine learning rate as a per-step ``LambdaLR`` (``total_steps`` filled in by trainlab).
+
+    With ``epochs`` (``trainer.max_epochs``), the cycles are :func:`cycle_lengths` whole epochs of
+    ``total_steps / epochs`` steps each; without it the ``total_steps`` steps are shared out the same way.
+    """
+    if cycles < 1:
+        raise ValueError(f"ensemble.cycles={cycles} must be >= 1")
+    if epochs is None:
+        ends = cycle_ends(total_steps, cycles)
+    else:
+        ends = [round(end * total_steps / epochs) for end in cycle_ends(epochs, cycles)]
+    starts = [0, *ends[:-1]]
+
+    def factor(step: int) -> float:
+        c = min(bisect.bisect_right(ends, step), cycles - 1)  # steps past the end stay in the last cycle
+        start, length = starts[c], max(ends[c] - starts[c], 1)
+        return 0.5 * (math.cos(math.pi * min(step - start, length) / length) + 1)
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
 class SnapshotEnsemble(Callback):
-    """Save ``snapshot_<k>.ckpt`` at the end of each of ``cycles`` equal parts of the run."""
+    """Save ``snapshot_<k>.ckpt`` at the end of each of ``cycles`` cycles of whole epochs (:func:`cycle_lengths`)."""
 
     def __init__(self, cycles: int = 5, keep: int | None = None, dirpath: str = "snapshots") -> None:
         if cycles < 1:
             raise ValueError(f"ensemble.cycles={cycles} must be >= 1")
         if keep is not None and not 1 <= keep <= cycles:
-            raise ValueError(f"ensemble.keep={keep} must be between 1 and ensemble.cycles={cycles}")
+            raise ValueError(f"ensemble.keep={keep} must be <= ensemble.cycles={cycles} (one snapshot per cycle)")
         self.cycles, self.keep, self.dirpath = cycles, keep or cycles, Path(dirpath)
 
     def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        if trainer.max_epochs is None or trainer.max_epochs < 1 or trainer.max_epochs % self.cycles:
-            raise ValueError(
-                f"ensemble.cycles={self.cycles} must divide trainer.max_epochs={trainer.max_epochs} (one cycle is "
-                "a whole number of epochs)"
+        epochs = trainer.max_epochs
+        if epochs is None or epochs < 1:
+            raise ValueError(f"ensemble=snapshot needs trainer.max_epochs (its cycles are whole epochs), got {epochs}")
+        lengths = cycle_lengths(epochs, self.cycles)
+        if len(set(lengths)) > 1:
+            log.info(
+                f"ensemble=snapshot: {epochs} epochs in {self.cycles} cycles of {', '.join(map(str, lengths))} "
+                "epochs (as even as possible); a snapshot at the end of each"
             )
 
     def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        epochs_per_cycle = trainer.max_epochs // self.cycles
-        if (trainer.current_epoch + 1) % epochs_per_cycle == 0:
-            path = self.dirpath / f"snapshot_{(trainer.current_epoch + 1) // epochs_per_cycle}.ckpt"
-            trainer.save_checkpoint(path, weights_only=True)
+        ends = cycle_ends(trainer.max_epochs, self.cycles)
+        done = trainer.current_epoch + 1
+        if done in ends:
+            trainer.save_checkpoint(self.dirpath / f"snapshot_{ends.index(done) + 1}.ckpt", weights_only=True)
 
     def members(self) -> list[str]:
         """The last ``keep`` snapshot files, oldest first (read from disk, so a resumed run finds them too)."""

@@ -1,0 +1,56 @@
+"""Every ``debug=`` option works on every shipped data set that is available offline, run as a user types it.
+
+The options are read from configs/debug/, the data sets from configs/data/ (not hand lists): a new option or data
+set is tested without touching this file. Data sets that only download (MNIST, CIFAR) are skipped with the reason;
+Fashion-MNIST runs where its files are installed (``make data``), and must be there under CI.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from trainlab.train import CONFIG_DIR
+
+from .conftest import BIN, require_fashion_mnist
+
+DEBUG_OPTIONS = sorted(p.stem for p in (Path(CONFIG_DIR) / "debug").glob("*.yaml"))
+DATA_SETS = sorted(p.stem for p in (Path(CONFIG_DIR) / "data").glob("*.yaml"))
+#: data sets that work without a network: embedded (None), or installed files (a function that skips without them)
+OFFLINE = {"digits": None, "synthetic": None, "fashion_mnist": require_fashion_mnist}
+
+
+def test_the_options_and_data_sets_are_found():
+    assert {"default", "fdr", "limit", "overfit", "profiler"} <= set(DEBUG_OPTIONS)
+    assert {"digits", "synthetic", "fashion_mnist"} <= set(DATA_SETS)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("data", DATA_SETS)
+@pytest.mark.parametrize("option", DEBUG_OPTIONS)
+def test_debug_option_runs_on_the_data_set(tmp_path, option, data):
+    if data not in OFFLINE:
+        pytest.skip(f"data={data} is download-only (torchvision fetches it; no network here)")
+    if OFFLINE[data] is not None:
+        OFFLINE[data]()
+    args = [f"debug={option}", f"data={data}"]  # what a user types: progress bar, config tree, default callbacks
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(
+        [str(BIN / "trainlab-train"), *args], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600
+    )
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 0, output[-5000:]
+    assert "Traceback" not in output
+    (path,) = (tmp_path / "logs" / "debug").rglob("metrics.json")
+    metrics = json.loads(path.read_text())
+    assert metrics["status"] == "completed" and "test/acc" in metrics
+    if option == "fdr":
+        assert metrics["steps"] == 1
+    if option == "limit":  # at least one batch of every split, on every data set
+        assert metrics["epochs"] == 3 and 3 <= metrics["steps"] <= 30 and "val/acc" in metrics
+    if option == "profiler":
+        assert "Profiler Report" in output
