@@ -172,7 +172,7 @@ def _run_job_unless_done(original: Any, **kwargs: Any) -> Any:
         recorded = run_dir.job_overrides(directory)
         what = run_dir.earlier_run(directory)
         resumes = settings["trains"] and run_dir.inside(settings["ckpt_path"], directory)
-        if what and recorded != overrides and not resumes:
+        if what and not run_dir.same_overrides(recorded, overrides) and not resumes:
             was = " ".join(recorded) if recorded is not None else "unknown overrides"
             _refuse(
                 f"hydra.sweep.dir={sweep_dir}: job {shown} already holds {what} of other overrides ({was or 'none'}, "

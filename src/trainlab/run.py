@@ -442,10 +442,16 @@ def as_number(value: Any) -> Any:
 
 
 def write_metrics(cfg: DictConfig, metrics: Mapping[str, Any]) -> Path:
-    """``metrics.json`` in the run directory; also printed as a short summary."""
+    """``metrics.json`` in the run directory; also printed as a short summary.
+
+    Written whole or not at all (a temporary file renamed into place): a run killed while writing it leaves the
+    earlier ``metrics.json``, never a cut-off one.
+    """
     path = Path(cfg.paths.output_dir) / "metrics.json"
     clean = {k: as_number(v) for k, v in metrics.items()}
-    path.write_text(json.dumps(clean, indent=2, sort_keys=False) + "\n")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(clean, indent=2, sort_keys=False) + "\n")
+    os.replace(tmp, path)
     width = max(len(k) for k in clean)
     lines = [f"  {k:<{width}}  {v:.4f}" if isinstance(v, float) else f"  {k:<{width}}  {v}" for k, v in clean.items()]
     print(f"\n{cfg.task_name} summary ({path}):\n" + "\n".join(lines), file=sys.stderr)

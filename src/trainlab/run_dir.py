@@ -186,7 +186,12 @@ def finished_job(job_dir: Path, overrides: list[str]) -> dict[str, Any] | None:
     metrics = read_metrics(job_dir)
     if not metrics or metrics.get("status") != "completed":
         return None
-    return metrics if job_overrides(job_dir) == list(overrides) else None
+    return metrics if same_overrides(job_overrides(job_dir), overrides) else None
+
+
+def same_overrides(recorded: list[str] | None, overrides: list[str]) -> bool:
+    """Whether two jobs' override lists are the same settings (in any order)."""
+    return recorded is not None and sorted(recorded) == sorted(overrides)
 
 
 def job_overrides(job_dir: Path) -> list[str] | None:
