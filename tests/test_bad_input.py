@@ -221,10 +221,15 @@ def test_an_unwritable_or_full_log_directory_is_refused_at_start(tmp_path, monke
     assert fragment in message and "nothing was run" in message
 
 
-def test_a_writable_log_directory_is_created_and_left_clean(tmp_path):
+def test_a_writable_log_directory_is_checked_and_left_as_it_was(tmp_path):
     target = tmp_path / "a" / "b"
     assert check_log_dir([f"paths.log_dir={target}"]) == target
-    assert target.is_dir() and not list(target.iterdir())  # the probe file is gone
+    assert list(tmp_path.iterdir()) == []  # not created (Hydra makes it when a run starts), the probe file is gone
+    target.mkdir(parents=True)
+    assert check_log_dir([f"paths.log_dir={target}"]) == target and list(target.iterdir()) == []
+    (tmp_path / "file").write_text("")
+    with pytest.raises(ConfigError, match="cannot write run outputs to"):
+        check_log_dir([f"paths.log_dir={tmp_path / 'file' / 'logs'}"])
 
 
 def files_message(make_cfg, tmp_path, case: str) -> str:

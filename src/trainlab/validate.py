@@ -479,9 +479,10 @@ MIN_FREE_MB = 200
 def check_log_dir(args: Sequence[str]) -> Path:
     """Raise :class:`ConfigError` when the run's log directory cannot be written or its disk is (nearly) full.
 
-    The directory is ``paths.log_dir`` from the command line, else ``$TRAINLAB_ROOT/logs`` or ``./logs``. It is
-    created if missing and a probe file is written and removed, so that a read-only or full disk is found before
-    a run starts instead of at its first checkpoint.
+    The directory is ``paths.log_dir`` from the command line, else ``$TRAINLAB_ROOT/logs`` or ``./logs``. A probe
+    file is written and removed in it, or in its nearest existing parent when it does not exist yet (Hydra creates
+    it when the run starts), so that a read-only or full disk is found before a run starts instead of at its first
+    checkpoint, and a refused command leaves nothing behind.
     """
     import os
     import shutil
@@ -495,16 +496,20 @@ def check_log_dir(args: Sequence[str]) -> Path:
         elif arg.startswith("paths.root_dir=") and log_dir is None:
             log_dir = str(Path(arg.split("=", 1)[1]) / "logs")
     path = Path(log_dir or Path(os.environ.get("TRAINLAB_ROOT", ".")) / "logs")
+    existing = path.absolute()
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
     try:
-        path.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=path, prefix=".write-probe-"):
+        if not existing.is_dir():
+            raise NotADirectoryError(20, f"{existing} is a file")
+        with tempfile.NamedTemporaryFile(dir=existing, prefix=".write-probe-"):
             pass
     except OSError as err:
         raise ConfigError(
             f"cannot write run outputs to {path} ({err.strerror or err}): nothing was run. Choose a writable "
             "directory with paths.log_dir=<dir> or TRAINLAB_ROOT=<dir>"
         ) from None
-    free_mb = shutil.disk_usage(path).free / 2**20
+    free_mb = shutil.disk_usage(existing).free / 2**20
     if free_mb < MIN_FREE_MB:
         raise ConfigError(
             f"only {free_mb:.0f} MB free on the disk of {path} (a run needs {MIN_FREE_MB} MB for checkpoints and "
