@@ -36,6 +36,9 @@ def shows_the_defaults(proc: subprocess.CompletedProcess) -> None:
     assert "CONFIG" in out  # the printed config tree
     assert "Epoch" in out and "━" in out  # the rich progress bar
     assert "summary (" in out and "Traceback" not in out
+    # and not Lightning's advertisements or deprecation notes, printed on every run before
+    assert "💡 Tip" not in out and "litlogger" not in out and "LeafSpec" not in out
+    assert "Trainer already configured with model summary callbacks" not in out
 
 
 def composed_trainer(option: str):
