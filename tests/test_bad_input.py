@@ -133,6 +133,10 @@ SETTINGS = [
         "data.val_fraction=1.5: share of digits held out for validation must be a number in (0, 1)",
     ),
     ("optimizer.lr=nan", "optimizer.lr=nan: learning rate must be a number > 0"),
+    (
+        "data=synthetic data.input_shape=[3,4]",
+        "data.input_shape=[3, 4]: the shape of one sample must be [channels, height, width] (images) or [features]",
+    ),
     ("trust_checkpoint=yes", "trust_checkpoint='yes': whether to unpickle more than weights must be true or false"),
 ]
 
@@ -286,6 +290,14 @@ def test_a_checkpoint_of_another_model_is_refused_naming_the_differences(make_cf
         "model.width: checkpoint 32, now 64" in message and "activation.name: checkpoint 'relu', now 'tanh'" in message
     )
     assert not (tmp_path / "big" / "checkpoints").exists()  # refused before training
+    # the optimizer's and the scheduler's saved state fit only their own classes (Adam's moments are not SGD's)
+    with pytest.raises(ConfigError) as err:
+        train(make_cfg(f"ckpt_path={metrics['last_ckpt']}", "model.width=32", "optimizer=sgd", subdir="sgd"))
+    assert "optimizer._target_: checkpoint 'torch.optim.Adam', now 'torch.optim.SGD'" in str(err.value)
+    with pytest.raises(ConfigError) as err:
+        train(make_cfg(f"ckpt_path={metrics['last_ckpt']}", "model.width=32", "scheduler=step", subdir="step"))
+    assert "scheduler._target_: checkpoint 'torch.optim.lr_scheduler.CosineAnnealingLR', now" in str(err.value)
+    assert not (tmp_path / "sgd" / "checkpoints").exists() and not (tmp_path / "step" / "checkpoints").exists()
     # the same model resumes (other settings, e.g. the learning rate or the epochs, may change)
     resumed = train(
         make_cfg(

@@ -130,6 +130,10 @@ CASES = [
         "preprocess.components=65 must be <= 64, the values of one sample (data.input_shape=[1, 8, 8])",
     ),
     (
+        "recipe=lr_find debug=fdr",
+        "recipe=lr_find runs recipe.num_training=100 steps, but trainer.fast_dev_run=True (debug=fdr) runs one",
+    ),
+    (
         "data.num_workers=2",
         (
             "data.num_workers=2 has no effect with data.loader=memory (batches are sliced from memory, no worker "

@@ -37,6 +37,10 @@ CASES = [
         "hydra.run.dir=<old run> ckpt_path=<old run>/checkpoints/last.ckpt trainer.max_epochs=2 model.width=7",
         "was saved by another model",
     ),
+    (
+        "hydra.run.dir=<old run> ckpt_path=<old run>/checkpoints/last.ckpt trainer.max_epochs=2 optimizer=sgd",
+        "optimizer._target_: checkpoint 'torch.optim.Adam', now 'torch.optim.SGD'",
+    ),
     ("trainer.max_epochs=1 hydra.run.dir=<dir of a run in progress>", "is in use by another run"),
     ("-m seed=3,4 hydra.sweep.dir=<sweep dir of -m seed=1,2>", "of other overrides"),
 ]

@@ -348,6 +348,17 @@ def _workers_vs_loader(cfg: DictConfig) -> list[str]:
     return []
 
 
+def _lr_find_vs_fast_dev_run(cfg: DictConfig) -> list[str]:
+    fast = _get(cfg, "trainer.fast_dev_run")
+    if _get(cfg, "recipe.name") == "lr_find" and fast not in (None, False, 0):
+        return [
+            f"recipe=lr_find runs recipe.num_training={_get(cfg, 'recipe.num_training')} steps, but "
+            f"trainer.fast_dev_run={fast} (debug=fdr) runs one and makes Lightning skip the range test: drop debug=fdr "
+            "(or use debug=limit)"
+        ]
+    return []
+
+
 VECTORS = "data=synthetic data.input_shape=[2] data.train_size=64 data.val_size=32 data.test_size=32"
 #: every rule that depends on two (or more) settings
 COMBINATIONS: tuple[Combination, ...] = (
@@ -426,6 +437,12 @@ COMBINATIONS: tuple[Combination, ...] = (
         ("preprocess.components", "data.input_shape", "preprocess"),
         _components_vs_data,
         (f"{VECTORS} preprocess=pca", "preprocess=pca preprocess.components=65"),
+    ),
+    Combination(
+        "the learning-rate range test in a one-step debug run",
+        ("recipe", "trainer.fast_dev_run"),
+        _lr_find_vs_fast_dev_run,
+        ("recipe=lr_find debug=fdr",),
     ),
     Combination(
         "worker processes without a DataLoader",

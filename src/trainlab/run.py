@@ -458,8 +458,18 @@ def write_metrics(cfg: DictConfig, metrics: Mapping[str, Any]) -> Path:
     return path
 
 
-#: settings that decide the shapes of a checkpoint's weights: resuming needs them unchanged
-ARCHITECTURE_KEYS = ("model", "activation", "data.input_shape", "data.num_classes", "ensemble.kind", "ensemble.size")
+#: settings that decide the shapes of a checkpoint's weights, and the classes whose state it restores (the optimizer's
+#: moments, the scheduler's position): resuming needs them unchanged
+ARCHITECTURE_KEYS = (
+    "model",
+    "activation",
+    "data.input_shape",
+    "data.num_classes",
+    "ensemble.kind",
+    "ensemble.size",
+    "optimizer._target_",
+    "scheduler._target_",
+)
 
 
 def architecture_changes(saved: Mapping[str, Any], cfg: DictConfig) -> list[str]:

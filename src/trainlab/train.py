@@ -51,7 +51,8 @@ def check_before_writing(cfg: DictConfig) -> dict[str, Any] | None:
     changes = run.architecture_changes(saved, cfg) if saved else []
     if changes:
         raise ConfigError(
-            f"ckpt_path={cfg.ckpt_path} was saved by another model, so its weights do not fit this one: "
+            f"ckpt_path={cfg.ckpt_path} was saved by another model, optimizer or schedule, so its state does not fit "
+            "this run: "
             + "; ".join(changes)
             + ". Resume with the checkpoint's settings (its config.yaml), or start a new run without ckpt_path"
         )
@@ -456,10 +457,12 @@ def _discard_refused_run_dir(cfg: DictConfig) -> bool:
         return False
     shutil.rmtree(out, ignore_errors=True)
     log_dir = Path(str(OmegaConf.select(cfg, "paths.log_dir", default=""))).resolve()
-    for parent in out.resolve().parents:  # logs/<task>/runs/ left empty
-        if parent == log_dir or log_dir not in parent.parents or any(parent.iterdir()):
+    for parent in out.resolve().parents:  # logs/<task>/runs/ and logs/ itself, when left empty
+        if (parent != log_dir and log_dir not in parent.parents) or any(parent.iterdir()):
             break
         parent.rmdir()
+        if parent == log_dir:
+            break
     return True
 
 

@@ -253,11 +253,27 @@ def validate(cfg: DictConfig) -> None:
         if not rule.check(value, cfg):
             problems.append(f"{rule.key}={value!r}: {rule.what} must be {rule.allowed(cfg)}")
             bad.add(rule.key)
+    shape = OmegaConf.select(cfg, "data.input_shape", default=None, throw_on_resolution_failure=False)
+    if shape is not None and not _is_shape(shape):
+        value = OmegaConf.to_container(shape) if isinstance(shape, ListConfig) else shape
+        problems.append(
+            f"data.input_shape={value!r}: the shape of one sample must be [channels, height, width] (images) or "
+            "[features] (vectors), positive integers"
+        )
+        bad.add("data.input_shape")
     problems += combination_problems(cfg, skip=bad)
     if not bad & {"trainer.accelerator"}:
         problems += machine_problems(cfg)
     if problems:
         raise ConfigError("invalid settings, nothing was run:\n  " + "\n  ".join(problems))
+
+
+def _is_shape(shape: Any) -> bool:
+    return (
+        isinstance(shape, ListConfig | list)
+        and len(shape) in (1, 3)
+        and all(isinstance(n, int) and not isinstance(n, bool) and n >= 1 for n in shape)
+    )
 
 
 def machine_problems(cfg: DictConfig) -> list[str]:
