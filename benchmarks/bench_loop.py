@@ -67,14 +67,14 @@ def raw_loop(overrides: list[str]) -> dict[str, float]:
 
     from common import compose
 
-    from trainlab import run
+    from trainlab import build
 
     with tempfile.TemporaryDirectory() as out:
         cfg = compose([*QUIET, *overrides], out)
         torch.manual_seed(0)
-        dm = run.build_datamodule(cfg)
+        dm = build.build_datamodule(cfg)
         dm.setup("fit")
-        net = run.build_net(cfg)
+        net = build.build_net(cfg)
     x_train, y_train = dm.splits["train"]
     x_val, y_val = dm.splits["val"]
     mean, std = x_train.mean(), x_train.std()  # normalise once, as one would by hand

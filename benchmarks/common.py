@@ -28,10 +28,10 @@ def compose(overrides: list[str], out_dir: str) -> Any:
     from hydra.core.hydra_config import HydraConfig
     from omegaconf import open_dict
 
-    from trainlab.train import CONFIG_DIR
+    from trainlab import CONFIG_DIR
 
     GlobalHydra.instance().clear()
-    with initialize_config_dir(CONFIG_DIR, version_base="1.3"):
+    with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
         cfg = hydra_compose(
             "train",
             overrides=[f"hydra.run.dir={out_dir}", f"paths.log_dir={out_dir}/logs", *overrides],

@@ -15,8 +15,8 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
 
+from trainlab import CONFIG_DIR
 from trainlab.classifier import Classifier
-from trainlab.train import CONFIG_DIR
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -36,7 +36,7 @@ QUIET = [
 def compose_cfg(tmp_path: Path, overrides: list[str] = (), config_name: str = "train") -> DictConfig:
     """The config ``trainlab-train <overrides>`` would get, with its run directory in ``tmp_path``."""
     GlobalHydra.instance().clear()
-    with initialize_config_dir(CONFIG_DIR, version_base="1.3"):
+    with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
         cfg = compose(
             config_name,
             overrides=[*QUIET, f"hydra.run.dir={tmp_path}", f"paths.log_dir={tmp_path}/logs", *overrides],

@@ -126,7 +126,7 @@ def test_saturated_fraction_of_known_inputs(module, pre, saturated):
 def test_update_ratio_is_the_relative_change_of_the_weights_and_the_callback_leaves_training_alone(make_cfg, tmp_path):
     from pytorch_lightning import seed_everything
 
-    from trainlab import run
+    from trainlab import build
 
     common = [*ONE_STEP, "regularizer=[dropout]", "test=false"]  # dropout draws random numbers
     plain_cfg = make_cfg(*common, subdir="plain")
@@ -141,8 +141,8 @@ def test_update_ratio_is_the_relative_change_of_the_weights_and_the_callback_lea
     ]
 
     seed_everything(cfg.seed, verbose=False)  # rebuild the untrained network as train() built it
-    run.build_datamodule(cfg)
-    before = {k: v for k, v in run.build_module(cfg).net.state_dict().items() if k.endswith("weight")}
+    build.build_datamodule(cfg)
+    before = {k: v for k, v in build.build_module(cfg).net.state_dict().items() if k.endswith("weight")}
     load = lambda d: torch.load(d / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]  # noqa: E731
     after, plain = load(tmp_path / "stats"), load(tmp_path / "plain")
     for r in ratios:

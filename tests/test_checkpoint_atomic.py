@@ -11,7 +11,7 @@ import time
 import pytest
 import torch
 
-from trainlab import run
+from trainlab import build
 from trainlab.callbacks import AtomicCheckpointIO
 from trainlab.callbacks import checkpoint as checkpoint_module
 from trainlab.train import train
@@ -88,7 +88,7 @@ def test_kill_9_during_saves_never_leaves_a_truncated_checkpoint(tmp_path):
 
 def test_training_runs_write_their_checkpoints_atomically(make_cfg, tmp_path):
     cfg = make_cfg("trainer.max_epochs=2", "test=false")
-    assert [type(p) for p in run.checkpoint_plugins(cfg)] == [AtomicCheckpointIO]
+    assert [type(p) for p in build.checkpoint_plugins(cfg)] == [AtomicCheckpointIO]
     metrics = train(cfg)
     files = sorted(p.name for p in (tmp_path / "checkpoints").iterdir())
     assert "last.ckpt" in files and not [f for f in files if f.endswith(".tmp")]

@@ -274,12 +274,12 @@ def test_the_defaults_train_on_vector_data_through_the_console_script(tmp_path):
 
 def test_the_build_refuses_an_image_model_on_vectors_saying_the_data_are_vectors(make_cfg):
     """The second line (a model built from Python): the data are vectors, not 'preprocess turns images into vectors'."""
-    from trainlab import run
+    from trainlab import build
 
     for preprocess in ("normalize", "none"):
         cfg = make_cfg(*VECTORS.split(), "model=cnn", f"preprocess={preprocess}", subdir=preprocess)
         with pytest.raises(ValueError, match=r"model=cnn needs images \[C, H, W\], but the data are vectors") as err:
-            run.build_module(cfg)
+            build.build_module(cfg)
         assert "turns images into vectors" not in str(err.value)
 
 
@@ -304,11 +304,11 @@ def test_initial_loss_advice_does_not_suggest_the_init_already_in_use(tmp_path):
     ("activation", "usual"), [("relu", "kaiming"), ("tanh", "xavier")], ids=["relu->kaiming", "tanh->xavier"]
 )
 def test_initial_loss_advice_suggests_the_usual_init_of_the_activation(make_cfg, activation, usual):
-    from trainlab import run
+    from trainlab import build
     from trainlab.recipe import initial_loss
 
     cfg = make_cfg("init=small_random", "init.std=1.0", f"activation={activation}")
-    module, datamodule = run.build_module(cfg), run.build_datamodule(cfg)
+    module, datamodule = build.build_module(cfg), build.build_datamodule(cfg)
     module.preprocess.fit(datamodule.train_images())
     result = initial_loss(module, datamodule)
     assert not result["ok"]

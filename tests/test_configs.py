@@ -9,8 +9,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from trainlab import run
-from trainlab.train import CONFIG_DIR
+from trainlab import CONFIG_DIR, build
 
 from .conftest import require_fashion_mnist
 
@@ -61,7 +60,7 @@ DOWNLOADED = {"mnist", "cifar10", "cifar100"}
 @pytest.mark.parametrize("name", options("data"))
 def test_data_option_instantiates_with_its_declared_shape(make_cfg, name):
     cfg = make_cfg(f"data={name}")
-    dm = run.build_datamodule(cfg)
+    dm = build.build_datamodule(cfg)
     assert (dm.num_classes, tuple(dm.input_shape)) == (cfg.data.num_classes, tuple(cfg.data.input_shape))
     if name in DOWNLOADED:
         return
@@ -77,7 +76,7 @@ def test_data_option_instantiates_with_its_declared_shape(make_cfg, name):
 @pytest.mark.parametrize("name", options("model"))
 def test_model_option_maps_a_batch_to_logits(make_cfg, name):
     cfg = make_cfg(f"model={name}")
-    module = run.build_module(cfg)
+    module = build.build_module(cfg)
     x = torch.zeros(3, *cfg.data.input_shape)
     assert module(x).shape == (3, cfg.data.num_classes)
 
@@ -108,7 +107,7 @@ def test_optimizer_option_builds_the_named_optimizer(make_cfg, name):
 @pytest.mark.parametrize("name", options("scheduler"))
 def test_scheduler_option_builds_with_its_interval(make_cfg, name):
     cfg = make_cfg(f"scheduler={name}")
-    module = run.build_module(cfg)
+    module = build.build_module(cfg)
     if name == "none":
         assert module.scheduler_factory is None
         return
@@ -130,7 +129,7 @@ def test_scheduler_option_builds_with_its_interval(make_cfg, name):
 @pytest.mark.parametrize("name", options("callbacks"))
 def test_callbacks_option_instantiates(make_cfg, name):
     cfg = make_cfg(f"callbacks={name}", "trainer.enable_progress_bar=true", "trainer.enable_model_summary=true")
-    callbacks = run.build_callbacks(cfg)
+    callbacks = build.build_callbacks(cfg)
     names = {type(c).__name__ for c in callbacks}
     if name == "default":
         assert names == {
@@ -151,20 +150,20 @@ def test_callbacks_option_instantiates(make_cfg, name):
 
 def test_callbacks_that_contradict_the_trainer_are_dropped(make_cfg):
     cfg = make_cfg("logger=none")  # QUIET turns off the progress bar and the summary
-    names = {type(c).__name__ for c in run.build_callbacks(cfg)}
+    names = {type(c).__name__ for c in build.build_callbacks(cfg)}
     assert names == {"ModelCheckpoint", "EarlyStopping", "InitialLossCheck"}
 
 
 def test_a_callback_can_be_removed_by_name(make_cfg):
     cfg = make_cfg("callbacks.early_stopping=null")
-    assert "EarlyStopping" not in {type(c).__name__ for c in run.build_callbacks(cfg)}
+    assert "EarlyStopping" not in {type(c).__name__ for c in build.build_callbacks(cfg)}
 
 
 @pytest.mark.parametrize("name", options("logger"))
 def test_logger_option_instantiates(make_cfg, name, monkeypatch):
     monkeypatch.delenv("WANDB_API_KEY", raising=False)
     cfg = make_cfg(f"logger={name}")
-    loggers = run.build_loggers(cfg)
+    loggers = build.build_loggers(cfg)
     expected = {
         "csv": ["CSVLogger"],
         "tensorboard": ["TensorBoardLogger"],
@@ -196,7 +195,7 @@ def test_trainer_option_composes(make_cfg, name):
 def test_gpu_trainers_ask_for_the_gpu(tmp_path):
     from hydra import compose, initialize_config_dir
 
-    with initialize_config_dir(CONFIG_DIR, version_base="1.3"):
+    with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
         for name in ("gpu", "ddp"):
             cfg = compose("train", overrides=[f"trainer={name}"])
             assert cfg.trainer.accelerator == "gpu"
@@ -223,7 +222,7 @@ def test_debug_option_composes_into_a_debug_run(make_cfg, name):
 @pytest.mark.parametrize("name", options("experiment"))
 def test_experiment_option_composes_and_builds(make_cfg, name):
     cfg = make_cfg(f"experiment={name}")
-    module = run.build_module(cfg)
+    module = build.build_module(cfg)
     assert module(torch.zeros(2, *cfg.data.input_shape)).shape == (2, cfg.data.num_classes)
 
 
@@ -236,7 +235,7 @@ def test_eval_config_requires_a_checkpoint(make_cfg):
 def test_paths_put_the_run_under_the_log_dir(tmp_path):
     from hydra import compose, initialize_config_dir
 
-    with initialize_config_dir(CONFIG_DIR, version_base="1.3"):
+    with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
         cfg = compose("train", return_hydra_config=True)
     assert cfg.hydra.run.dir.startswith("./logs/train/runs/")
     assert cfg.hydra.sweep.dir.startswith("./logs/train/multiruns/")
@@ -250,7 +249,7 @@ def test_activation_option_reaches_the_network(make_cfg, name):
     cfg = make_cfg(f"activation={name}")
     act = hydra.utils.instantiate(cfg.activation)
     assert isinstance(act, Activation) and act.name == name
-    net = run.build_net(cfg)
+    net = build.build_net(cfg)
     assert type(act()).__name__ in {type(m).__name__ for m in net.modules()}
 
 
@@ -258,7 +257,7 @@ def test_activation_option_reaches_the_network(make_cfg, name):
 def test_init_option_instantiates_its_scheme(make_cfg, name):
     cfg = make_cfg(f"init={name}")
     assert hydra.utils.instantiate(cfg.init).scheme == name
-    net = run.build_net(cfg)
+    net = build.build_net(cfg)
     assert torch.isfinite(net(torch.rand(2, *cfg.data.input_shape))).all()
 
 
@@ -267,7 +266,7 @@ def test_regularizer_option_composes_under_its_own_key(make_cfg, name):
     model = {"fractional_pool": "cnn", "stochastic_depth": "resnet"}.get(name, "mlp")
     cfg = make_cfg(f"model={model}", f"regularizer=[{name}]")
     assert list(cfg.regularizer) == [name]
-    module = run.build_module(cfg)
+    module = build.build_module(cfg)
     assert module(torch.rand(2, *cfg.data.input_shape)).shape == (2, cfg.data.num_classes)
 
 

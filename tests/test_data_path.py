@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from trainlab import run
+from trainlab import build
 from trainlab.train import train
 
 
@@ -24,7 +24,7 @@ class Recorder(nn.Module):
 
 
 def module_with_recorder(make_cfg, *overrides):
-    module = run.build_module(make_cfg(*overrides))
+    module = build.build_module(make_cfg(*overrides))
     module.net = Recorder(module.net)
     return module
 
@@ -60,7 +60,7 @@ def test_color_jitter_on_greyscale_is_refused_before_training(make_cfg):
 
 def test_cutout_after_pca_is_refused(make_cfg):
     with pytest.raises(ValueError, match=r"augment=\[cutout\] needs images after preprocessing"):
-        run.build_module(make_cfg("augment=[cutout]", "preprocess=pca"))
+        build.build_module(make_cfg("augment=[cutout]", "preprocess=pca"))
 
 
 def test_in_memory_training_keeps_the_data_on_the_trainer_device(make_cfg):
@@ -71,10 +71,10 @@ def test_in_memory_training_keeps_the_data_on_the_trainer_device(make_cfg):
 
 def test_the_dataloader_path_trains_with_per_sample_transforms(make_cfg):
     cfg = make_cfg("data.loader=dataloader", "augment=[hflip,crop]", "trainer.max_epochs=1", "logger=none")
-    dm = run.build_datamodule(cfg)
+    dm = build.build_datamodule(cfg)
     names = [type(t).__name__ for t in dm.train_transform.transforms]
     assert names == ["RandomHorizontalFlip", "RandomCrop"]
-    module = run.build_module(cfg)
+    module = build.build_module(cfg)
     assert module.pixel_augment is None  # the workers augment, not the training step
     dm.setup()
     batch = next(iter(dm.train_dataloader()))
@@ -85,4 +85,4 @@ def test_the_dataloader_path_trains_with_per_sample_transforms(make_cfg):
 
 def test_unknown_loader_is_refused(make_cfg):
     with pytest.raises(ValueError, match="data.loader='gpu': choose one of memory, dataloader"):
-        run.build_datamodule(make_cfg("data.loader=gpu"))
+        build.build_datamodule(make_cfg("data.loader=gpu"))

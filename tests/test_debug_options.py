@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from trainlab.train import CONFIG_DIR
+from trainlab import CONFIG_DIR
 
 from .conftest import BIN, require_fashion_mnist
 from .test_datasets import write_cifar10, write_cifar100, write_mnist

@@ -9,7 +9,7 @@ import pytest
 import torch
 from pytorch_lightning import Callback
 
-from trainlab import run
+from trainlab import build
 from trainlab.ensembles import ensemble_report
 from trainlab.ensembles.snapshot import cycle_ends, cycle_lengths, snapshot_schedule
 from trainlab.train import train
@@ -159,8 +159,8 @@ class RecordWeights(Callback):
 
 def train_with_recorder(cfg, monkeypatch, key="net.layers.1.weight"):
     recorder = RecordWeights(key)
-    build = run.build_callbacks
-    monkeypatch.setattr(run, "build_callbacks", lambda c: [recorder, *build(c)])
+    build_callbacks = build.build_callbacks
+    monkeypatch.setattr(build, "build_callbacks", lambda c: [recorder, *build_callbacks(c)])
     return train(cfg), recorder
 
 
@@ -195,13 +195,13 @@ def test_swa_averages_epoch_weights_and_recomputes_batchnorm(make_cfg, monkeypat
     assert torch.allclose(swa["net.stem.weight"], torch.stack(recorder.epochs[2:]).mean(0), atol=1e-6)
     assert not torch.allclose(swa["net.stem.weight"], recorder.epochs[-1], atol=1e-6)
     # BatchNorm statistics: a fresh cumulative pass over the training images with the averaged weights
-    module = run.build_module(cfg)
+    module = build.build_module(cfg)
     module.load_state_dict(swa)
     norms = {n: m for n, m in module.named_modules() if isinstance(m, torch.nn.BatchNorm2d)}
     for m in norms.values():
         m.reset_running_stats()
         m.momentum = None
-    dm = run.build_datamodule(cfg)
+    dm = build.build_datamodule(cfg)
     dm.setup()
     module.train()
     with torch.no_grad():
@@ -240,13 +240,13 @@ def test_independent_ensemble_members_differ_and_their_average_is_the_prediction
     metrics = train(
         make_cfg("ensemble=independent", "ensemble.size=3", "trainer.max_epochs=3", "model.width=32", "logger=none")
     )
-    module = run.build_module(make_cfg("ensemble=independent", "ensemble.size=3", "model.width=32", subdir="m"))
+    module = build.build_module(make_cfg("ensemble=independent", "ensemble.size=3", "model.width=32", subdir="m"))
     module.load_state_dict(torch.load(metrics["best_ckpt"], weights_only=True)["state_dict"])
     module.eval()
     ensemble = module.net
     assert ensemble.vectorized and metrics["members"] == 3
     members = members_of(ensemble, lambda: MLP((1, 8, 8), 10, depth=2, width=32))
-    dm = run.build_datamodule(make_cfg(subdir="d"))
+    dm = build.build_datamodule(make_cfg(subdir="d"))
     dm.setup()
     x, y = dm.splits["test"]
     with torch.no_grad():
@@ -264,12 +264,12 @@ def test_independent_ensemble_members_differ_and_their_average_is_the_prediction
 def test_members_start_from_their_own_seeds(make_cfg):
     from trainlab.ensembles.independent import IndependentEnsemble
 
-    net = run.build_net(make_cfg("ensemble=independent", "ensemble.size=3", "seed=10"))
+    net = build.build_net(make_cfg("ensemble=independent", "ensemble.size=3", "seed=10"))
     assert isinstance(net, IndependentEnsemble)
     first = net.stacked[0]  # the first layer's weights of the 3 members
     assert not torch.equal(first[0], first[1]) and not torch.equal(first[1], first[2])
     torch.manual_seed(11)  # member 1 is the network that seed 11 builds
-    single = run.build_net(make_cfg("seed=11", subdir="single"))
+    single = build.build_net(make_cfg("seed=11", subdir="single"))
     assert torch.equal(first[1], single.layers[1].weight)
 
 

@@ -1,5 +1,5 @@
 """trainlab-eval refuses bad input like trainlab-train: one line naming the setting and the value, exit 2, nothing
-written (issue 12, items 13 and 14). The same code maps errors to exit codes for both (``trainlab.train.run_job``).
+written (issue 12, items 13 and 14). The same code maps errors to exit codes for both (``trainlab.console.run_job``).
 
 Item 13: ``trust_checkpoint=no`` was read with ``bool(...)`` (true) and the checkpoint unpickled: a pickled payload
 ran. Now every boolean setting is checked against the schema first, by every entry point.

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from trainlab import run
+from trainlab import build
 from trainlab.preprocess import Preprocess
 from trainlab.train import train
 
@@ -93,7 +93,7 @@ def test_pca_keeps_the_top_components_in_order_of_variance():
 def test_statistics_come_from_the_training_split_only(make_cfg):
     metrics = train(make_cfg("trainer.max_epochs=1", "logger=none", "test=false"))
     state = torch.load(metrics["last_ckpt"], weights_only=True)["state_dict"]
-    dm = run.build_datamodule(make_cfg(subdir="data"))
+    dm = build.build_datamodule(make_cfg(subdir="data"))
     dm.setup()
     train_x, val_x = dm.splits["train"][0], dm.splits["val"][0]
     assert state["preprocess.mean"].item() == pytest.approx(train_x.double().mean().item(), abs=1e-6)
@@ -104,10 +104,10 @@ def test_statistics_come_from_the_training_split_only(make_cfg):
 
 
 def test_pca_feeds_only_the_mlp(make_cfg):
-    module = run.build_module(make_cfg("preprocess=pca", "preprocess.components=16"))
+    module = build.build_module(make_cfg("preprocess=pca", "preprocess.components=16"))
     assert module.net.layers[1].in_features == 16
     with pytest.raises(ValueError, match="preprocess=pca turns images into vectors of 16.*model=cnn cannot"):
-        run.build_module(make_cfg("preprocess=pca", "preprocess.components=16", "model=cnn"))
+        build.build_module(make_cfg("preprocess=pca", "preprocess.components=16", "model=cnn"))
 
 
 def test_bad_settings_are_refused():
@@ -124,8 +124,8 @@ def test_bad_settings_are_refused():
 def test_normalize_on_vectors_gives_each_feature_mean_0_and_std_1_on_the_training_split(make_cfg, mode):
     """``data=synthetic data.input_shape=[3]`` with the default ``preprocess=normalize``: per feature (over dim 0)."""
     cfg = make_cfg("data=synthetic", "data.input_shape=[3]", "data.train_size=500", f"preprocess.mode={mode}")
-    datamodule = run.build_datamodule(cfg)
-    module = run.build_module(cfg)
+    datamodule = build.build_datamodule(cfg)
+    module = build.build_module(cfg)
     train_x = datamodule.train_images()
     assert train_x.shape == (500, 3)
     module.preprocess.fit(train_x)

@@ -9,7 +9,8 @@ import math
 import pytest
 import torch
 
-from trainlab.train import RecipeCheckFailed, train
+from trainlab.errors import RecipeCheckFailed
+from trainlab.train import train
 
 
 def test_initial_loss_of_a_fresh_model_is_about_ln_c(make_cfg, tmp_path):
@@ -69,7 +70,10 @@ def test_overfit_reaches_100_percent_on_a_small_digits_sample(make_cfg, tmp_path
 
 
 def test_steps_1_and_2_turn_regularization_off_and_step_3_sets_small_weight_decay(make_cfg):
-    from trainlab.train import recipe_config
+    from trainlab.build import instantiate
+
+    def recipe_config(cfg):  # what the step measures: the step object's own config
+        return instantiate(cfg.recipe).config(cfg)
 
     extra = ["regularizer=[dropout,l2]", "augment=[hflip]", "optimizer.weight_decay=0.1", "ensemble=ema"]
     for step in ("initial_loss", "overfit"):
@@ -112,11 +116,11 @@ def test_lr_find_suggests_a_rate_within_a_decade_of_a_known_good_one(make_cfg, t
 
 def test_lr_find_leaves_the_model_untrained(make_cfg, tmp_path):
     """The range test restores the initial weights: a following run starts from the same initial loss."""
-    from trainlab import run
+    from trainlab import build
 
     cfg = make_cfg("recipe=lr_find", "recipe.num_training=30")
-    dm = run.build_datamodule(cfg)
-    model = run.build_module(cfg)
+    dm = build.build_datamodule(cfg)
+    model = build.build_module(cfg)
     before = {k: v.clone() for k, v in model.net.state_dict().items()}
     import pytorch_lightning as pl
 

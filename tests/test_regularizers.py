@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from trainlab import run
+from trainlab import build
 from trainlab.models.mlp import MLP
 from trainlab.regularizers.penalties import WeightPenalty
 from trainlab.train import train
@@ -62,7 +62,7 @@ def test_a_regularizer_the_model_cannot_apply_is_refused(make_cfg, model, regula
     with pytest.raises(
         ValueError, match=f"regularizer={regularizer} does not apply to model={model}; it works with {works}$"
     ):
-        run.build_net(cfg)
+        build.build_net(cfg)
 
 
 @pytest.mark.parametrize(
@@ -79,12 +79,12 @@ def test_a_regularizer_the_model_cannot_apply_is_refused(make_cfg, model, regula
     ],
 )
 def test_a_layer_regularizer_puts_its_layer_into_the_network(make_cfg, model, regularizers, module):
-    net = run.build_net(make_cfg(f"model={model}", f"regularizer=[{regularizers}]"))
+    net = build.build_net(make_cfg(f"model={model}", f"regularizer=[{regularizers}]"))
     assert module in {type(m).__name__ for m in net.modules()}
 
 
 def test_fractional_pool_replaces_the_cnn_pooling_and_shrinks_by_its_ratio(make_cfg):
-    net = run.build_net(
+    net = build.build_net(
         make_cfg("model=cnn", "regularizer=[fractional_pool]", "regularizer.fractional_pool.ratio=0.75")
     )
     assert not any(isinstance(m, nn.MaxPool2d) for m in net.modules())
@@ -94,7 +94,7 @@ def test_fractional_pool_replaces_the_cnn_pooling_and_shrinks_by_its_ratio(make_
 
 def test_fractional_pool_test_time_averaging_is_deterministic(make_cfg):
     cfg = make_cfg("model=cnn", "regularizer=[fractional_pool]", "regularizer.fractional_pool.test_samples=3")
-    net = run.build_net(cfg).eval()
+    net = build.build_net(cfg).eval()
     x = torch.rand(4, 1, 8, 8)
     out = net(x)
     assert torch.equal(out, net(x))
@@ -103,12 +103,12 @@ def test_fractional_pool_test_time_averaging_is_deterministic(make_cfg):
 
 def test_penalties_combine_into_one_weighted_sum(make_cfg):
     cfg = make_cfg("regularizer=[l1,l2]", "regularizer.l1.weight=0.001", "regularizer.l2.weight=0.01")
-    penalty = run.build_penalty(cfg)
+    penalty = build.build_penalty(cfg)
     assert (penalty.l1, penalty.l2) == (0.001, 0.01)
     cfg = make_cfg("regularizer=[elastic_net]")
-    penalty = run.build_penalty(cfg)
+    penalty = build.build_penalty(cfg)
     assert (penalty.l1, penalty.l2) == (1e-5, 1e-4)
-    assert run.build_penalty(make_cfg("regularizer=[dropout]")) is None
+    assert build.build_penalty(make_cfg("regularizer=[dropout]")) is None
 
 
 def test_training_logs_the_penalty_as_reg_loss(make_cfg, tmp_path):
@@ -118,7 +118,7 @@ def test_training_logs_the_penalty_as_reg_loss(make_cfg, tmp_path):
     reg = float(row["train/reg_loss"])
     assert float(metrics["train/reg_loss"]) == pytest.approx(reg)
     # the logged value is the epoch mean of the penalty, which lies between its first and its last value
-    start = WeightPenalty(l2=0.01)(run.build_net(make_cfg(subdir="fresh"))).item()
+    start = WeightPenalty(l2=0.01)(build.build_net(make_cfg(subdir="fresh"))).item()
     last_ckpt = torch.load(metrics["last_ckpt"], weights_only=True)["state_dict"]
     end = 0.01 * sum((v**2).sum().item() for k, v in last_ckpt.items() if k.endswith("weight"))
     assert min(start, end) <= reg <= max(start, end)
@@ -126,18 +126,18 @@ def test_training_logs_the_penalty_as_reg_loss(make_cfg, tmp_path):
 
 def test_selu_gets_lecun_init_unless_another_init_is_chosen(make_cfg):
     torch.manual_seed(0)
-    net = run.build_net(make_cfg("activation=selu", "model.width=400", "model.depth=2"))
+    net = build.build_net(make_cfg("activation=selu", "model.width=400", "model.depth=2"))
     second = [m for m in net.modules() if isinstance(m, nn.Linear)][1]
     assert second.weight.std().item() == pytest.approx(1 / 400**0.5, rel=0.03)  # LeCun: 1/sqrt(fan_in)
     torch.manual_seed(0)
-    net = run.build_net(make_cfg("activation=selu", "init=kaiming", "init.gain=2.0", "model.width=400"))
+    net = build.build_net(make_cfg("activation=selu", "init=kaiming", "init.gain=2.0", "model.width=400"))
     second = [m for m in net.modules() if isinstance(m, nn.Linear)][1]
     assert second.weight.std().item() == pytest.approx(2.0 / 400**0.5, rel=0.03)
 
 
 def test_init_from_the_config_reaches_every_layer(make_cfg):
     torch.manual_seed(0)
-    net = run.build_net(make_cfg("init=kaiming", "init.bias=0.01", "activation=leaky_relu", "model.width=300"))
+    net = build.build_net(make_cfg("init=kaiming", "init.bias=0.01", "activation=leaky_relu", "model.width=300"))
     linears = [m for m in net.modules() if isinstance(m, nn.Linear)]
     assert all(torch.all(m.bias == 0.01) for m in linears)
     std = (2 / ((1 + 0.01**2) * 300)) ** 0.5

@@ -19,7 +19,8 @@ import pytest
 import torch
 
 from trainlab.classifier import Classifier
-from trainlab.train import RunInterrupted, train
+from trainlab.errors import RunInterrupted
+from trainlab.train import train
 
 from .conftest import BIN, read_metrics, run_cli
 

@@ -13,7 +13,7 @@ import yaml
 from pytorch_lightning.callbacks import EarlyStopping as LightningEarlyStopping
 from pytorch_lightning.callbacks import ModelCheckpoint as LightningModelCheckpoint
 
-from trainlab import run
+from trainlab import outputs
 from trainlab.callbacks import EarlyStopping, ModelCheckpoint, ProgressBar
 from trainlab.classifier import Classifier
 from trainlab.models.cnn import CNN
@@ -25,20 +25,20 @@ from .conftest import ROOT
 def test_threads_auto_splits_the_cores_between_ddp_processes_on_the_cpu(make_cfg, monkeypatch):
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     monkeypatch.setattr(os, "cpu_count", lambda: 8)
-    assert run.torch_threads(make_cfg()) is None  # one process: torch's default
-    assert run.torch_threads(make_cfg("trainer=ddp_cpu")) == 4  # 2 processes on 8 cores
-    assert run.torch_threads(make_cfg("trainer=ddp_cpu", "trainer.devices=8")) == 1
-    assert run.torch_threads(make_cfg("extras.threads=3")) == 3
+    assert outputs.torch_threads(make_cfg()) is None  # one process: torch's default
+    assert outputs.torch_threads(make_cfg("trainer=ddp_cpu")) == 4  # 2 processes on 8 cores
+    assert outputs.torch_threads(make_cfg("trainer=ddp_cpu", "trainer.devices=8")) == 1
+    assert outputs.torch_threads(make_cfg("extras.threads=3")) == 3
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
-    assert run.torch_threads(make_cfg("trainer=ddp_cpu")) is None  # an explicit OMP_NUM_THREADS wins
+    assert outputs.torch_threads(make_cfg("trainer=ddp_cpu")) is None  # an explicit OMP_NUM_THREADS wins
     with pytest.raises(ValueError, match="extras.threads=0: give auto or a number of threads >= 1"):
-        run.torch_threads(make_cfg("extras.threads=0"))
+        outputs.torch_threads(make_cfg("extras.threads=0"))
 
 
 def test_apply_extras_sets_the_thread_count(make_cfg):
     before = torch.get_num_threads()
     try:
-        run.apply_extras(make_cfg("extras.threads=2"))
+        outputs.apply_extras(make_cfg("extras.threads=2"))
         assert torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)

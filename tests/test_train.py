@@ -218,15 +218,15 @@ def test_eval_of_several_checkpoints_averages_the_members_probabilities(make_cfg
     assert saved["members"] == 3 and saved["test/acc"] == saved["test/acc_ensemble"]
 
     # the same ensemble's probabilities, averaged by hand
-    from trainlab import run
+    from trainlab import build, checkpoints
     from trainlab.eval import saved_config, with_saved_config
 
     cfg = make_cfg(config_name="eval", subdir="manual")
     probs = []
     for path in members:
-        module = run.build_module(with_saved_config(cfg, saved_config(run, path), run.MODEL_KEYS))
+        module = build.build_module(with_saved_config(cfg, saved_config(path), checkpoints.MODEL_KEYS))
         module.load_state_dict(torch.load(path, weights_only=True)["state_dict"])
-        dm = run.build_datamodule(with_saved_config(cfg, saved_config(run, path), ("data",)))
+        dm = build.build_datamodule(with_saved_config(cfg, saved_config(path), ("data",)))
         dm.setup()
         x, y = dm.splits["test"]
         with torch.no_grad():

@@ -13,7 +13,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 
-from trainlab.train import CONFIG_DIR
+from trainlab import CONFIG_DIR
 
 from .conftest import BIN, read_metrics, run_cli
 
@@ -44,7 +44,7 @@ def shows_the_defaults(proc: subprocess.CompletedProcess) -> None:
 def composed_trainer(option: str):
     """``trainer`` as ``trainlab-train trainer=<option>`` composes it (none of the tests' quiet settings)."""
     GlobalHydra.instance().clear()
-    with initialize_config_dir(CONFIG_DIR, version_base="1.3"):
+    with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
         cfg = compose("train", overrides=[f"trainer={option}"])
     GlobalHydra.instance().clear()
     return cfg.trainer

@@ -5,25 +5,23 @@ from __future__ import annotations
 import inspect
 import logging
 import random
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from pytorch_lightning import LightningModule
+from pytorch_lightning import Callback, LightningModule
 from torch import Tensor, nn
 from torchmetrics import MaxMetric, MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
+
+from trainlab.errors import DivergenceError
 
 log = logging.getLogger("trainlab")
 
 #: keys of a scheduler config that trainlab reads and does not pass to the scheduler class
 SCHEDULER_KEYS = ("interval", "monitor", "frequency")
-
-
-class DivergenceError(RuntimeError):
-    """The training loss became NaN or infinite."""
 
 
 def hard_labels(target: Tensor) -> Tensor:
@@ -82,6 +80,7 @@ class Classifier(LightningModule):
         config: Mapping[str, Any] | None = None,
         channels_last: bool = False,
         compile: bool | Mapping[str, Any] | None = None,
+        callbacks: Sequence[Callback] = (),
     ) -> None:
         super().__init__()
         self.net = net
@@ -97,6 +96,8 @@ class Classifier(LightningModule):
         self.mixing = mixing
         self.label_smoothing = label_smoothing
         self.config = dict(config or {})
+        #: the techniques' own callbacks (an ensemble's), active in every stage (configure_callbacks)
+        self.technique_callbacks = list(callbacks)
         self.channels_last = bool(channels_last)
         if self.channels_last:
             self.net.to(memory_format=torch.channels_last)
@@ -131,6 +132,9 @@ class Classifier(LightningModule):
             object.__setattr__(self, name, value)
         else:
             super().__setattr__(name, value)
+
+    def configure_callbacks(self) -> list[Callback]:
+        return self.technique_callbacks
 
     def forward(self, x: Tensor) -> Tensor:
         return self._run_net(self._memory_format(self.preprocess(x)))

@@ -26,7 +26,7 @@ from typing import Any
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
+from trainlab import CONFIG_DIR
 
 #: regularizers that are loss terms (handled by the LightningModule)
 PENALTIES = ("l1", "l2", "elastic_net")
@@ -297,8 +297,14 @@ def _cnn_pools_to_nothing(cfg: DictConfig) -> list[str]:
     ]
 
 
+def _target_is(cfg: DictConfig, key: str, class_name: str) -> bool:
+    """Whether ``cfg.<key>._target_`` names the class ``class_name`` (or a class of that name elsewhere)."""
+    target = _get(cfg, f"{key}._target_")
+    return isinstance(target, str) and target.rsplit(".", 1)[-1] == class_name
+
+
 def _snapshot_epochs(cfg: DictConfig) -> list[str]:
-    if _get(cfg, "ensemble.kind") != "snapshot":
+    if not _target_is(cfg, "ensemble", "SnapshotEnsemble"):
         return []
     cycles, epochs = _get(cfg, "ensemble.cycles"), _get(cfg, "trainer.max_epochs")
     if not isinstance(cycles, int):
@@ -314,7 +320,7 @@ def _snapshot_epochs(cfg: DictConfig) -> list[str]:
 
 
 def _snapshot_keep(cfg: DictConfig) -> list[str]:
-    if _get(cfg, "ensemble.kind") != "snapshot":
+    if not _target_is(cfg, "ensemble", "SnapshotEnsemble"):
         return []
     cycles, keep = _get(cfg, "ensemble.cycles"), _get(cfg, "ensemble.keep")
     if isinstance(cycles, int) and isinstance(keep, int) and keep > cycles:
@@ -350,7 +356,7 @@ def _workers_vs_loader(cfg: DictConfig) -> list[str]:
 
 def _lr_find_vs_fast_dev_run(cfg: DictConfig) -> list[str]:
     fast = _get(cfg, "trainer.fast_dev_run")
-    if _get(cfg, "recipe.name") == "lr_find" and fast not in (None, False, 0):
+    if _target_is(cfg, "recipe", "LrFind") and fast not in (None, False, 0):
         return [
             f"recipe=lr_find runs recipe.num_training={_get(cfg, 'recipe.num_training')} steps, but "
             f"trainer.fast_dev_run={fast} (debug=fdr) runs one and makes Lightning skip the range test: drop debug=fdr "
@@ -422,13 +428,13 @@ COMBINATIONS: tuple[Combination, ...] = (
     ),
     Combination(
         "more snapshot cycles than epochs",
-        ("ensemble.cycles", "trainer.max_epochs", "ensemble.kind"),
+        ("ensemble.cycles", "trainer.max_epochs", "ensemble._target_"),
         _snapshot_epochs,
         ("ensemble=snapshot trainer.max_epochs=3", "ensemble=snapshot ensemble.cycles=4 debug=fdr"),
     ),
     Combination(
         "more snapshots kept than saved",
-        ("ensemble.keep", "ensemble.cycles", "ensemble.kind"),
+        ("ensemble.keep", "ensemble.cycles", "ensemble._target_"),
         _snapshot_keep,
         ("ensemble=snapshot trainer.max_epochs=5 ensemble.keep=6",),
     ),

@@ -24,7 +24,10 @@ import logging
 import os
 import signal
 import subprocess
+import sys
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -121,6 +124,10 @@ class _ChildWatch(threading.Thread):
         os.kill(os.getpid(), signal.SIGKILL)
 
 
+#: attributes callbacks set during fit and read after it (trainlab.train.fit, trainlab.ensembles.Ensemble)
+_AFTER_FIT = ("result_checkpoint", "last_ckpt", "fitted")
+
+
 class SpawnLauncher(_MultiProcessingLauncher):
     """Lightning's ``ddp_spawn`` launcher; rank 0's worker also returns the state the run's report reads."""
 
@@ -133,7 +140,8 @@ class SpawnLauncher(_MultiProcessingLauncher):
         module = trainer.lightning_module
         state = {
             "fit_loop": trainer.fit_loop.state_dict(),
-            "callbacks": [(c.state_dict(), {"swa_ckpt": getattr(c, "swa_ckpt", None)}) for c in trainer.callbacks],
+            # and what callbacks keep for after the fit: SWA's averaged checkpoint, an ensemble's last checkpoint
+            "callbacks": [(c.state_dict(), {a: getattr(c, a, None) for a in _AFTER_FIT}) for c in trainer.callbacks],
             "history": list(getattr(module, "history", None) or []),
             "csv_columns": [_csv_columns(lg) for lg in trainer.loggers],
         }
@@ -172,3 +180,60 @@ def _csv_columns(logger) -> list[str] | None:
     experiment = getattr(logger, "_experiment", None)
     columns = getattr(experiment, "metrics_keys", None)
     return list(columns) if isinstance(columns, list) else None
+
+
+#: environment variables Lightning sets in the process that launches the DDP children
+_DDP_ENV = ("MASTER_ADDR", "MASTER_PORT", "NODE_RANK", "LOCAL_RANK", "WORLD_SIZE")
+
+
+@contextmanager
+def children_join_this_run(trainer) -> Iterator[None]:
+    """Make DDP's child processes join this run's directory instead of starting runs of their own, and end with it.
+
+    Lightning starts each extra DDP process by re-running this command line with ``hydra.run.dir`` set to
+    ``hydra.run.dir`` of the parent. That is wrong under ``-m``: the job's directory is a sweep subdirectory, and
+    the re-run command line still says ``-m``, so every child would start the whole sweep again (the "Hydra + DDP
+    makes extra output directories" bug of other templates). Here the re-run command becomes this job's own
+    overrides, and ``hydra.run.dir`` this job's output directory. The children append to the same log file
+    (``<task_name>.log``) and, being non-zero ranks, write no checkpoints, metrics or logger files.
+
+    The children belong to this run (:class:`trainlab.JobLauncher`): on exit they are waited for (a good run)
+    or ended (a failed one, whichever rank failed), the process group is torn down and Lightning's environment
+    variables are removed, so that the next job of a multirun launches its own children, and a failed job leaves no
+    process behind. Under ``strategy=ddp_spawn`` the workers' state comes back to this process
+    (:class:`trainlab.SpawnLauncher`).
+    """
+    from pytorch_lightning.strategies.launchers.multiprocessing import _MultiProcessingLauncher
+    from pytorch_lightning.strategies.launchers.subprocess_script import _SubprocessScriptLauncher
+
+    launcher = getattr(trainer.strategy, "launcher", None)
+    if isinstance(launcher, _MultiProcessingLauncher):
+        trainer.strategy._launcher = SpawnLauncher.like(launcher)
+        yield
+        return
+    if not (isinstance(launcher, _SubprocessScriptLauncher) and "LOCAL_RANK" not in os.environ):
+        yield
+        return
+    launcher = trainer.strategy._launcher = JobLauncher.like(launcher)
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import OmegaConf, open_dict, read_write
+
+    argv = sys.argv
+    if HydraConfig.initialized() and OmegaConf.select(HydraConfig.get(), "runtime.output_dir"):
+        hydra_cfg = HydraConfig.get()
+        with read_write(hydra_cfg), open_dict(hydra_cfg):
+            hydra_cfg.run.dir = hydra_cfg.runtime.output_dir
+        sys.argv = [argv[0], *hydra_cfg.overrides.task]
+    failed = True
+    try:
+        yield
+        failed = False
+    finally:
+        sys.argv = argv
+        launcher.end_children(failed)
+        import torch.distributed as dist
+
+        if dist.is_available() and dist.is_initialized():
+            dist.destroy_process_group()
+        for key in _DDP_ENV:
+            os.environ.pop(key, None)

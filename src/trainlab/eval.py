@@ -20,7 +20,8 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 
-from trainlab.train import CONFIG_DIR, console_script, run_job
+from trainlab import CONFIG_DIR
+from trainlab.console import console_script, run_job
 
 log = logging.getLogger("trainlab")
 
@@ -59,8 +60,10 @@ def member_paths(ckpt_path: Any) -> list[str]:
     return [str(path)]
 
 
-def saved_config(run, path: str, trusted: bool = False) -> dict[str, Any]:
-    saved = (run.load_checkpoint(path, trusted=trusted).get("trainlab") or {}).get("config")
+def saved_config(path: str, trusted: bool = False) -> dict[str, Any]:
+    from trainlab.checkpoints import load_checkpoint
+
+    saved = (load_checkpoint(path, trusted=trusted).get("trainlab") or {}).get("config")
     if not saved:
         raise ValueError(
             f"ckpt_path={path!r} carries no trainlab config (it was not written by trainlab-train), "
@@ -72,15 +75,14 @@ def saved_config(run, path: str, trusted: bool = False) -> dict[str, Any]:
 def read_members(cfg: DictConfig) -> tuple[list[str], list[dict[str, Any]]]:
     """Check ``cfg`` (the settings schema, as trainlab-train does) and read every checkpoint it names, before
     anything is built or written: bad input is a :class:`ConfigError` (one line, exit 2)."""
-    from trainlab.validate import ConfigError, validate
+    from trainlab.errors import ConfigError
+    from trainlab.validate import validate
 
     if OmegaConf.is_missing(cfg, "ckpt_path") or cfg.get("ckpt_path") in (None, ""):
         raise ConfigError(
             f"ckpt_path is missing: {CKPT_PATH_TAKES}, e.g. trainlab-eval ckpt_path=<run>/checkpoints/last.ckpt"
         )
     validate(cfg)  # trust_checkpoint=no, seed=abc...: refused before any checkpoint is opened
-    from trainlab import run
-
     trusted = cfg.get("trust_checkpoint") is True  # validated: a bool
     paths = member_paths(cfg.ckpt_path)
     where = (
@@ -91,8 +93,8 @@ def read_members(cfg: DictConfig) -> tuple[list[str], list[dict[str, Any]]]:
     configs = []
     for path in paths:
         try:
-            configs.append(saved_config(run, path, trusted))
-        except FileNotFoundError as err:  # exit 2 as well (trainlab.train.run_job)
+            configs.append(saved_config(path, trusted))
+        except FileNotFoundError as err:  # exit 2 as well (trainlab.console.run_job)
             raise FileNotFoundError(f"{err}{where}") from None
         except ValueError as err:
             raise ConfigError(f"{err}{where}") from None
@@ -119,23 +121,23 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
 def evaluate_one(cfg: DictConfig, path: str, saved: dict[str, Any] | None = None) -> dict[str, Any]:
     import pytorch_lightning as pl
 
-    from trainlab import run
+    from trainlab import build, checkpoints, outputs
     from trainlab.validate import validate
 
     trusted = cfg.get("trust_checkpoint") is True
-    cfg = with_saved_config(cfg, saved or saved_config(run, path, trusted), run.MODEL_KEYS)
+    cfg = with_saved_config(cfg, saved or saved_config(path, trusted), checkpoints.MODEL_KEYS)
     validate(cfg)  # this command line's data.*/model.* on top of the checkpoint's settings
     with open_dict(cfg):
         cfg.ckpt_path = path
-    run.apply_extras(cfg)
+    outputs.apply_extras(cfg)
     if cfg.get("seed") is not None:
         pl.seed_everything(cfg.seed, workers=True, verbose=False)
 
-    datamodule = run.build_datamodule(cfg)
-    model = run.build_module(cfg)
-    loggers = run.build_loggers(cfg)
-    trainer: pl.Trainer = run.instantiate(cfg.trainer, logger=loggers or False)
-    run.log_hyperparameters(cfg, model, loggers)
+    datamodule = build.build_datamodule(cfg)
+    model = build.build_module(cfg)
+    loggers = build.build_loggers(cfg)
+    trainer: pl.Trainer = build.instantiate(cfg.trainer, logger=loggers or False)
+    outputs.log_hyperparameters(cfg, model, loggers)
 
     log.info(f"Testing {cfg.ckpt_path}")
     # the training callbacks (checkpointing, early stopping) have no role in testing
@@ -143,11 +145,11 @@ def evaluate_one(cfg: DictConfig, path: str, saved: dict[str, Any] | None = None
     try:
         trainer.test(model=model, datamodule=datamodule, ckpt_path=cfg.ckpt_path, weights_only=not trusted)
     finally:
-        run.finish_loggers(loggers)
+        outputs.finish_loggers(loggers)
     metrics = {k: v for k, v in trainer.callback_metrics.items() if k.startswith("test/")}
     metrics["ckpt_path"] = str(cfg.ckpt_path)
     if trainer.is_global_zero:
-        run.write_metrics(cfg, metrics)
+        outputs.write_metrics(cfg, metrics)
     return metrics
 
 
@@ -161,11 +163,12 @@ def evaluate_ensemble(cfg: DictConfig, paths: list[str], configs: list[dict[str,
     """
     import torch
 
-    from trainlab import run
-    from trainlab.validate import ConfigError, validate
+    from trainlab import build, checkpoints, outputs
+    from trainlab.errors import ConfigError
+    from trainlab.validate import validate
 
     trusted = cfg.get("trust_checkpoint") is True
-    configs = configs or [saved_config(run, p, trusted) for p in paths]
+    configs = configs or [saved_config(p, trusted) for p in paths]
     data = [OmegaConf.to_container(OmegaConf.create(c["data"])) for c in configs]
     if any(d != data[0] for d in data[1:]):
         raise ConfigError(
@@ -173,8 +176,8 @@ def evaluate_ensemble(cfg: DictConfig, paths: list[str], configs: list[dict[str,
         )
     cfg = with_saved_config(cfg, configs[0], ("data",))
     validate(cfg)
-    run.apply_extras(cfg)
-    datamodule = run.build_datamodule(cfg)
+    outputs.apply_extras(cfg)
+    datamodule = build.build_datamodule(cfg)
     datamodule.setup("test")
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     x_test, y_test = (t.to(device) for t in datamodule.splits["test"])
@@ -183,23 +186,23 @@ def evaluate_ensemble(cfg: DictConfig, paths: list[str], configs: list[dict[str,
 
     member_probs = []
     for path, saved in zip(paths, configs, strict=True):
-        module = run.build_module(with_saved_config(cfg, saved, run.MODEL_KEYS)).to(device)
-        state = run.load_checkpoint(path, trusted=trusted)["state_dict"]
+        module = build.build_module(with_saved_config(cfg, saved, checkpoints.MODEL_KEYS)).to(device)
+        state = checkpoints.load_checkpoint(path, trusted=trusted)["state_dict"]
         member_probs.append(test_probabilities(module, state, x_test, datamodule.eval_batch_size))
     report = ensemble_report(member_probs, y_test)
     for path, acc in zip(paths, report["test/acc_members"], strict=True):
         log.info(f"member {path}: test/acc {acc:.4f}")
     metrics: dict[str, Any] = {"test/acc": report["test/acc_ensemble"], **report, "ckpt_path": paths}
-    loggers = run.build_loggers(cfg)
+    loggers = build.build_loggers(cfg)
     for lg in loggers:
         lg.log_metrics({k: v for k, v in metrics.items() if isinstance(v, float)})
         lg.save()
-    run.finish_loggers(loggers)
-    run.write_metrics(cfg, metrics)
+    outputs.finish_loggers(loggers)
+    outputs.write_metrics(cfg, metrics)
     return metrics
 
 
-@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="eval")
+@hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="eval")
 def main(cfg: DictConfig) -> float | None:
     return run_job(evaluate, cfg, metric="test/acc")
 

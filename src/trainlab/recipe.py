@@ -252,3 +252,131 @@ def plot_lr_find(result: dict[str, Any], path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The steps as config choices: `recipe=initial_loss|overfit|lr_find` instantiates one of these (`_target_`)
+# ---------------------------------------------------------------------------------------------------------------
+class RecipeStep:
+    """One step of the recipe, selected with ``recipe=<name>`` (``configs/recipe/<name>.yaml`` names the class).
+
+    :meth:`config` says what the step measures (by default regularization off: every regularizer, the
+    augmentation and the optimizer's weight decay, as the lecture says; in-run ensembles are always dropped, one
+    model is checked); :meth:`measure` runs it and returns a dict with ``ok`` and ``message``, written to
+    ``<name>.json``. A new step is a subclass and a YAML.
+    """
+
+    name = "step"
+
+    def config(self, cfg):
+        """A copy of ``cfg`` with regularization, augmentation, weight decay and the ensemble off."""
+        from omegaconf import OmegaConf, open_dict
+
+        cfg = OmegaConf.create(OmegaConf.to_container(cfg, resolve=False))
+        with open_dict(cfg):
+            cfg.ensemble = None
+            cfg.regularizer = {}
+            cfg.augment = {}
+            if "weight_decay" in cfg.optimizer:
+                cfg.optimizer.weight_decay = 0.0
+        return cfg
+
+    def measure(self, module, datamodule, cfg, out_dir) -> dict[str, Any]:
+        raise NotImplementedError
+
+
+class InitialLoss(RecipeStep):
+    """Step 1: the untrained model's loss on ``batches`` batches against ln(C) (:func:`initial_loss`)."""
+
+    name = "initial_loss"
+
+    def __init__(self, batches: int = 5, tolerance: float = 0.25) -> None:
+        self.batches, self.tolerance = int(batches), float(tolerance)
+
+    def measure(self, module, datamodule, cfg, out_dir) -> dict[str, Any]:
+        return initial_loss(module, datamodule, self.batches, self.tolerance)
+
+
+class Overfit(RecipeStep):
+    """Step 2: train on ``samples`` examples until ``target_acc`` (:func:`overfit_small_sample`)."""
+
+    name = "overfit"
+
+    def __init__(self, samples: int = 128, max_epochs: int = 300, target_acc: float = 1.0) -> None:
+        self.samples, self.max_epochs, self.target_acc = int(samples), int(max_epochs), float(target_acc)
+
+    def measure(self, module, datamodule, cfg, out_dir) -> dict[str, Any]:
+        return overfit_small_sample(module, datamodule, self.samples, self.max_epochs, self.target_acc)
+
+
+class LrFind(RecipeStep):
+    """Step 3: the learning-rate range test (:func:`lr_find`), with the model as configured and the optimizer's
+    weight decay set to ``weight_decay`` ("small weight decay"); writes ``lr_find.png`` too."""
+
+    name = "lr_find"
+
+    def __init__(
+        self,
+        min_lr: float = 1e-6,
+        max_lr: float = 1.0,
+        num_training: int = 100,
+        mode: str = "exponential",
+        weight_decay: float | None = 1e-4,
+    ) -> None:
+        self.min_lr, self.max_lr, self.num_training, self.mode = float(min_lr), float(max_lr), int(num_training), mode
+        self.weight_decay = weight_decay
+
+    def config(self, cfg):
+        from omegaconf import OmegaConf, open_dict
+
+        cfg = OmegaConf.create(OmegaConf.to_container(cfg, resolve=False))
+        with open_dict(cfg):
+            cfg.ensemble = None
+            if self.weight_decay is not None and "weight_decay" in cfg.optimizer:
+                cfg.optimizer.weight_decay = self.weight_decay
+        return cfg
+
+    def measure(self, module, datamodule, cfg, out_dir) -> dict[str, Any]:
+        from trainlab.build import instantiate
+
+        trainer = instantiate(
+            cfg.trainer, callbacks=[], logger=False, enable_checkpointing=False, enable_model_summary=False
+        )
+        module.divergence_guard = False  # the range test drives the loss to divergence on purpose
+        result, _ = lr_find(
+            trainer, module, datamodule, self.min_lr, self.max_lr, num_training=self.num_training, mode=self.mode
+        )
+        result["weight_decay"] = cfg.optimizer.get("weight_decay")
+        plot_lr_find(result, out_dir / "lr_find.png")
+        result["ok"] = result["suggested_lr"] is not None
+        return result
+
+
+def run(cfg) -> dict[str, Any]:
+    """``recipe=<step>``: build the model the step measures, run it, write ``<step>.json``.
+
+    Raises :class:`~trainlab.errors.RecipeCheckFailed` (exit status 1) with the message saying which way the check
+    failed.
+    """
+    import json
+    from pathlib import Path
+
+    from trainlab import build, outputs
+    from trainlab.errors import RecipeCheckFailed
+
+    step: RecipeStep = build.instantiate(cfg.recipe)
+    cfg = step.config(cfg)
+    out_dir = Path(cfg.paths.output_dir)
+    datamodule = build.build_datamodule(cfg)
+    model = build.build_module(cfg)
+    datamodule.setup("fit")
+    outputs.write_config(cfg)  # the settings, the data and the model are usable: the first file of the run
+    if hasattr(model.preprocess, "fit"):
+        model.preprocess.fit(datamodule.train_images())
+    result = step.measure(model, datamodule, cfg, out_dir)
+    path = out_dir / f"{step.name}.json"
+    path.write_text(json.dumps(result, indent=2) + "\n")
+    (log.info if result["ok"] else log.error)(f"{step.name}: {result['message']} ({path})")
+    if not result["ok"]:
+        raise RecipeCheckFailed(result["message"])
+    return result

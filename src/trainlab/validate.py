@@ -25,12 +25,8 @@ from typing import Any
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
-
-
-class ConfigError(ValueError):
-    """One or more settings are invalid; the message has one line per setting."""
-
+from trainlab import CONFIG_DIR
+from trainlab.errors import ConfigError
 
 Bound = float | Callable[[DictConfig], float] | None
 

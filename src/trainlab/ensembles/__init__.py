@@ -13,10 +13,11 @@ is the averaged one.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
+from pytorch_lightning import Callback
 from torch import Tensor, nn
 
 
@@ -49,33 +50,51 @@ def ensemble_report(
     }
 
 
-def run_report(
-    kind: str, trainer, module: nn.Module, datamodule, tested_ckpt: str, last_ckpt: str | None
-) -> dict[str, Any]:
-    """The ensemble figures of a finished ``ensemble=<kind>`` run, on the test split."""
-    from trainlab.ensembles.snapshot import SnapshotEnsemble
-
-    def load(path: str) -> dict[str, Any]:
-        return torch.load(path, map_location=module.device, weights_only=True)
-
+def test_batches(trainer, device: torch.device) -> tuple[Tensor, Tensor]:
+    """The whole test split as one tensor of inputs and one of labels, from the data module's test dataloader."""
+    datamodule = trainer.datamodule
     datamodule.setup("test")
-    x, y = (t.to(module.device) for t in datamodule.splits["test"])
-    batch = datamodule.eval_batch_size
-    if kind == "snapshot":
-        callback = next(c for c in trainer.callbacks if isinstance(c, SnapshotEnsemble))
-        probs = [test_probabilities(module, load(path)["state_dict"], x, batch) for path in callback.members()]
-        return ensemble_report(probs, y)
-    if kind == "independent":
-        tested = load(tested_ckpt)
-        module.load_state_dict(tested["state_dict"])
-        module.eval()
-        with torch.no_grad():
-            logits = torch.cat([module.net.member_logits(module.preprocess(c)) for c in x.split(batch)], dim=1)
-        return ensemble_report(list(logits.softmax(-1)), y)
-    if kind in ("ema", "swa"):
-        tested = load(tested_ckpt)
-        averaged = test_probabilities(module, tested["state_dict"], x, batch)
-        raw_state = tested.get("current_model_state") or load(last_ckpt)["current_model_state"]
-        raw = test_probabilities(module, raw_state, x, batch)
-        return ensemble_report([raw], y, ensemble_probs=averaged)
-    raise ValueError(f"ensemble.kind={kind!r}: choose one of independent, snapshot, ema, swa")
+    xs, ys = zip(*((x.to(device), y.to(device)) for x, y in datamodule.test_dataloader()), strict=True)
+    return torch.cat(xs), torch.cat(ys)
+
+
+class Ensemble(Callback):
+    """An ensemble kind (``ensemble=<kind>``; ``configs/ensemble/<kind>.yaml`` names the class): one callback that
+    owns its network (:meth:`network`), its learning-rate schedule if it has one (:meth:`schedule`) and the report
+    it adds to ``metrics.json`` and to every logger after the run's test (:meth:`report`).
+
+    The LightningModule returns it from ``configure_callbacks``, so it is active in every stage; the report is
+    made only when the same trainer has fitted the model (``trainlab-eval`` of a checkpoint makes none).
+    """
+
+    #: the report of the last test, read by ``trainlab-train`` into metrics.json
+    run_metrics: dict[str, Any] | None = None
+
+    def network(self, build_one: Callable[[], nn.Module]) -> nn.Module:
+        """The network this ensemble trains, from ``build_one`` (which builds and initialises one member)."""
+        return build_one()
+
+    def schedule(self) -> Callable[..., Any] | None:
+        """A learning-rate scheduler factory that replaces the configured one, or None."""
+        return None
+
+    def report(self, trainer, module: nn.Module, x: Tensor, y: Tensor) -> dict[str, Any]:
+        """The ensemble figures (:func:`ensemble_report`) on the test inputs ``x`` with labels ``y``."""
+        raise NotImplementedError
+
+    def load(self, path: str, device: torch.device) -> dict[str, Any]:
+        return torch.load(path, map_location=device, weights_only=True)
+
+    def on_fit_end(self, trainer, pl_module) -> None:
+        checkpoint = trainer.checkpoint_callback
+        # read now: testing restores the callbacks' state from the tested checkpoint, an older one
+        self.last_ckpt = checkpoint.last_model_path if checkpoint else None
+        self.fitted = True
+
+    def on_test_end(self, trainer, pl_module) -> None:
+        if not getattr(self, "fitted", False) or not trainer.ckpt_path:
+            return
+        x, y = test_batches(trainer, pl_module.device)
+        self.run_metrics = self.report(trainer, pl_module, x, y)
+        for logger in trainer.loggers:
+            logger.log_metrics({k: v for k, v in self.run_metrics.items() if isinstance(v, float)})

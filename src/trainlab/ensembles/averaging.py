@@ -18,17 +18,42 @@ import torch
 from pytorch_lightning import LightningModule, Trainer
 from pytorch_lightning.callbacks import EMAWeightAveraging, WeightAveraging
 
-__all__ = ["EMAWeightAveraging", "SWA"]
+from trainlab.ensembles import Ensemble, ensemble_report, test_probabilities
 
 
-class SWA(WeightAveraging):
+class _TestsTheAverage(Ensemble):
+    """Testing a checkpoint tests its averaged weights (its ``state_dict``). Lightning's ``WeightAveraging`` would
+    load the raw weights (``current_model_state``) into the model whenever a checkpoint is loaded, the test's too;
+    here that happens only when fit resumes. The report compares the raw network at the tested checkpoint (the
+    "member") with the averaged one (the "ensemble")."""
+
+    def on_load_checkpoint(self, trainer: Trainer, pl_module: LightningModule, checkpoint: dict[str, Any]) -> None:
+        if trainer.state.fn == "fit":
+            super().on_load_checkpoint(trainer, pl_module, checkpoint)
+
+    def report(self, trainer, module, x, y):
+        batch = trainer.datamodule.eval_batch_size
+        tested = self.load(trainer.ckpt_path, module.device)
+        averaged = test_probabilities(module, tested["state_dict"], x, batch)
+        raw_state = tested.get("current_model_state") or self.load(self.last_ckpt, module.device)["current_model_state"]
+        raw = test_probabilities(module, raw_state, x, batch)
+        return ensemble_report([raw], y, ensemble_probs=averaged)
+
+
+class EMA(_TestsTheAverage, EMAWeightAveraging):
+    """Exponential moving average of the weights (Polyak averaging), Lightning's ``EMAWeightAveraging``:
+    ``w_ema <- decay w_ema + (1 - decay) w`` after every optimizer step."""
+
+
+class SWA(_TestsTheAverage, WeightAveraging):
     def __init__(self, swa_epoch_start: float = 0.75, dirpath: str = "checkpoints", **kwargs: Any) -> None:
         if not 0.0 <= swa_epoch_start < 1.0:
             raise ValueError(f"ensemble.swa_epoch_start={swa_epoch_start} must be a fraction of the run in [0, 1)")
         super().__init__(use_buffers=False, **kwargs)
         self.swa_epoch_start = swa_epoch_start
         self.dirpath = Path(dirpath)
-        self.swa_ckpt: str | None = None
+        #: the checkpoint the run tests (the average with recomputed BatchNorm statistics), once saved
+        self.result_checkpoint: str | None = None
         self._first_epoch = 0
 
     def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
@@ -57,5 +82,5 @@ class SWA(WeightAveraging):
         # keep the averaged model's copy in step, so that checkpoints carry the recomputed statistics
         for average, current in zip(self._average_model.module.buffers(), pl_module.buffers(), strict=True):
             average.copy_(current)
-        self.swa_ckpt = str(self.dirpath / "swa.ckpt")
-        trainer.save_checkpoint(self.swa_ckpt, weights_only=True)
+        self.result_checkpoint = str(self.dirpath / "swa.ckpt")
+        trainer.save_checkpoint(self.result_checkpoint, weights_only=True)

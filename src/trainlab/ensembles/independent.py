@@ -25,6 +25,8 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call, stack_module_state, vmap
 
+from trainlab.ensembles import Ensemble, ensemble_report
+
 
 def _has_batchnorm(module: nn.Module) -> bool:
     return any(isinstance(m, nn.modules.batchnorm._NormBase) for m in module.modules())
@@ -76,3 +78,33 @@ class IndependentEnsemble(nn.Module):
 
     def extra_repr(self) -> str:
         return f"size={self.size}, vectorized={self.vectorized}"
+
+
+class Independent(Ensemble):
+    """``ensemble=independent``: ``size`` networks with different initial weights (member k built and initialised
+    from seed ``seed + k``), trained together as one :class:`IndependentEnsemble`; the report is each member's test
+    accuracy against the average of their probabilities."""
+
+    def __init__(self, size: int = 5, vectorize: bool = True, seed: int | None = None) -> None:
+        if size < 2:
+            raise ValueError(f"ensemble.size={size} must be >= 2")
+        self.size, self.vectorize, self.seed = int(size), bool(vectorize), seed
+
+    def network(self, build_one):
+        from trainlab.rng import preserved_rng
+
+        base_seed = self.seed if self.seed is not None else int(torch.initial_seed() % 2**31)
+        members = []
+        with preserved_rng():  # building the members leaves the global random state as it was
+            for k in range(self.size):
+                torch.manual_seed(base_seed + k)
+                members.append(build_one())
+        return IndependentEnsemble(members, vectorize=self.vectorize)
+
+    def report(self, trainer, module, x, y):
+        batch = trainer.datamodule.eval_batch_size
+        module.load_state_dict(self.load(trainer.ckpt_path, module.device)["state_dict"])
+        module.eval()
+        with torch.no_grad():
+            logits = torch.cat([module.net.member_logits(module.preprocess(c)) for c in x.split(batch)], dim=1)
+        return ensemble_report(list(logits.softmax(-1)), y)

@@ -30,7 +30,9 @@ import math
 from pathlib import Path
 
 import torch
-from pytorch_lightning import Callback, LightningModule, Trainer
+from pytorch_lightning import LightningModule, Trainer
+
+from trainlab.ensembles import Ensemble, ensemble_report, test_probabilities
 
 log = logging.getLogger("trainlab")
 
@@ -77,15 +79,32 @@ def snapshot_schedule(
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
-class SnapshotEnsemble(Callback):
-    """Save ``snapshot_<k>.ckpt`` at the end of each of ``cycles`` cycles of whole epochs (:func:`cycle_lengths`)."""
+class SnapshotEnsemble(Ensemble):
+    """Save ``snapshot_<k>.ckpt`` at the end of each of ``cycles`` cycles of whole epochs (:func:`cycle_lengths`),
+    with the cyclic cosine learning rate (:func:`snapshot_schedule`) over ``epochs`` (``trainer.max_epochs``) in
+    place of the configured scheduler; the report averages the last ``keep`` snapshots' probabilities."""
 
-    def __init__(self, cycles: int = 5, keep: int | None = None, dirpath: str = "snapshots") -> None:
+    def __init__(
+        self, cycles: int = 5, keep: int | None = None, dirpath: str = "snapshots", epochs: int | None = None
+    ) -> None:
         if cycles < 1:
             raise ValueError(f"ensemble.cycles={cycles} must be >= 1")
         if keep is not None and not 1 <= keep <= cycles:
             raise ValueError(f"ensemble.keep={keep} must be <= ensemble.cycles={cycles} (one snapshot per cycle)")
         self.cycles, self.keep, self.dirpath = cycles, keep or cycles, Path(dirpath)
+        self.epochs = epochs
+
+    def schedule(self):
+        from functools import partial
+
+        log.info("ensemble=snapshot: its cyclic cosine schedule replaces the configured scheduler")
+        return partial(snapshot_schedule, total_steps=None, cycles=self.cycles, epochs=self.epochs or None)
+
+    def report(self, trainer, module, x, y):
+        batch = trainer.datamodule.eval_batch_size
+        device = module.device
+        probs = [test_probabilities(module, self.load(path, device)["state_dict"], x, batch) for path in self.members()]
+        return ensemble_report(probs, y)
 
     def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         epochs = trainer.max_epochs

@@ -1,0 +1,142 @@
+"""Checkpoints: what a checkpoint carries besides the weights, reading one safely, and whether a run can resume
+from it (the same architecture, optimizer and schedule). Cheap to import: torch loads only inside the functions."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from trainlab.errors import ConfigError
+
+#: the parts of the config that define the model and data, stored in every checkpoint
+MODEL_KEYS = (
+    "data",
+    "preprocess",
+    "augment",
+    "model",
+    "activation",
+    "init",
+    "regularizer",
+    "ensemble",
+    "optimizer",
+    "scheduler",
+)
+
+
+#: settings that decide the shapes of a checkpoint's weights, and the classes whose state it restores (the optimizer's
+#: moments, the scheduler's position): resuming needs them unchanged
+ARCHITECTURE_KEYS = (
+    "model",
+    "activation",
+    "data.input_shape",
+    "data.num_classes",
+    "ensemble._target_",
+    "ensemble.size",
+    "optimizer._target_",
+    "scheduler._target_",
+)
+
+
+def architecture_changes(saved: Mapping[str, Any], cfg: DictConfig) -> list[str]:
+    """``key: checkpoint X, now Y`` for every :data:`ARCHITECTURE_KEYS` setting that differs (flattened)."""
+
+    def flat(node: Any, prefix: str) -> dict[str, Any]:
+        if isinstance(node, Mapping):
+            return {k: v for key, sub in node.items() for k, v in flat(sub, f"{prefix}.{key}").items()}
+        return {prefix: list(node) if isinstance(node, list | tuple) else node}
+
+    saved_cfg = OmegaConf.create(dict(saved))
+    changes = []
+    for key in ARCHITECTURE_KEYS:
+        old = _container(OmegaConf.select(saved_cfg, key, default=None))
+        new = _container(OmegaConf.select(cfg, key, default=None))
+        old_flat, new_flat = flat(old, key), flat(new, key)
+        for k in sorted(set(old_flat) | set(new_flat)):
+            if old_flat.get(k) != new_flat.get(k):
+                changes.append(f"{k}: checkpoint {old_flat.get(k)!r}, now {new_flat.get(k)!r}")
+    return changes
+
+
+def load_checkpoint(path: str | Path, trusted: bool = False) -> dict[str, Any]:
+    """Read a checkpoint with a clear error when it is missing or unreadable.
+
+    Safely, with ``torch.load(weights_only=True)`` (tensors and plain containers only), unless ``trusted``
+    (``trust_checkpoint=true``): unpickling arbitrary objects can run code, so it is the user's explicit choice.
+    """
+    import zipfile
+
+    import torch
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"ckpt_path={str(path)!r}: no such file")
+    if path.stat().st_size == 0:
+        raise ValueError(
+            f"ckpt_path={str(path)!r} is an empty file (0 bytes), not a checkpoint written by trainlab-train"
+        )
+    if not zipfile.is_zipfile(path):  # torch.save writes a zip archive; anything else is not a checkpoint of ours
+        with path.open("rb") as f:
+            head = f.read(12)
+        raise ValueError(
+            f"ckpt_path={str(path)!r} is not a readable PyTorch Lightning checkpoint (not a file torch.save wrote: "
+            f"it starts with {head!r}); give a .ckpt file written by trainlab-train"
+        )
+    try:
+        return torch.load(path, map_location="cpu", weights_only=not trusted)
+    except Exception as err:  # noqa: BLE001 - any failure here means "not a usable checkpoint"
+        first = str(err).splitlines()[0] if str(err) else ""
+        hint = (
+            ""
+            if trusted
+            else (
+                ". If it holds more than weights and you trust where the file came from, trust_checkpoint=true loads "
+                "it with weights_only=False (unpickling can run code)"
+            )
+        )
+        raise ValueError(
+            f"ckpt_path={str(path)!r} is not a readable PyTorch Lightning checkpoint ({type(err).__name__}: "
+            f"{first}){hint}"
+        ) from err
+
+
+def check_resume(cfg: DictConfig) -> dict[str, Any] | None:
+    """The checkpoint ``cfg.ckpt_path`` names, read and checked: readable, saved by the same architecture, optimizer
+    and scheduler, and a schedule that can continue to this run's ``trainer.max_epochs``. :class:`ConfigError` when
+    unusable; ``None`` without ``ckpt_path``."""
+    if not cfg.get("ckpt_path"):
+        return None
+    try:  # fail now, not after building everything, when it is unusable
+        checkpoint = load_checkpoint(cfg.ckpt_path, trusted=cfg.get("trust_checkpoint") is True)
+    except (FileNotFoundError, ValueError) as err:
+        raise ConfigError(str(err)) from None
+    saved = (checkpoint.get("trainlab") or {}).get("config")
+    changes = architecture_changes(saved, cfg) if saved else []
+    if changes:
+        raise ConfigError(
+            f"ckpt_path={cfg.ckpt_path} was saved by another model, optimizer or schedule, so its state does not fit "
+            "this run: "
+            + "; ".join(changes)
+            + ". Resume with the checkpoint's settings (its config.yaml), or start a new run without ckpt_path"
+        )
+    from trainlab.classifier import schedule_resume_error
+
+    problem = schedule_resume_error(checkpoint, (cfg.get("trainer") or {}).get("max_epochs"))
+    if problem:
+        raise ConfigError(problem)
+    return checkpoint
+
+
+def checkpoint_epoch(path: str | None) -> int | None:
+    """The epoch (0-based) a checkpoint was written at."""
+    if not path:
+        return None
+    import torch
+
+    return int(torch.load(path, map_location="cpu", weights_only=True)["epoch"])
+
+
+def _container(node: Any) -> Any:
+    return OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else node

@@ -1,0 +1,36 @@
+"""The errors a run can end with, and what each means to the person who typed the command.
+
+:mod:`trainlab.console` maps them to exit codes, the same way for every console script:
+
+* :class:`ConfigError` (and ``FileNotFoundError``, ``trainlab.data.files.DataFileError``): the command line, a
+  setting or a file is unusable. One line naming the setting, the value and what is allowed; exit 2; nothing of
+  the run written.
+* :class:`RunInterrupted`: a signal stopped training after its state was saved; exit ``128 + signal``.
+* :class:`RecipeCheckFailed` and :class:`DivergenceError`: the run worked and found a problem; exit 1.
+
+Importing this module is cheap (no torch), so the checks that run before torch is imported can raise these.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class ConfigError(ValueError):
+    """One or more settings are invalid; the message has one line per setting."""
+
+
+class DivergenceError(RuntimeError):
+    """The training loss became NaN or infinite."""
+
+
+class RecipeCheckFailed(RuntimeError):
+    """A recipe check found a problem; its message says which and what to try."""
+
+
+class RunInterrupted(Exception):
+    """ctrl-C, SIGTERM or SIGUSR1 stopped training; its state is in ``checkpoint``."""
+
+    def __init__(self, signum: int, checkpoint: Path) -> None:
+        super().__init__(f"interrupted by signal {signum}; continue with: ckpt_path={checkpoint}")
+        self.signum, self.checkpoint = signum, checkpoint
