@@ -90,7 +90,8 @@ def test_a_replanned_run_stopped_and_resumed_with_its_horizon_is_exact(make_cfg,
 
 @pytest.mark.slow
 def test_the_readme_resume_with_more_epochs_trains_at_the_replanned_learning_rate(tmp_path):
-    """Exactly the README's commands, with every default (progress bar, config tree, callbacks, csv logger)."""
+    """Exactly the commands of docs/operations.md ("Reproducibility"), with every default (progress bar, config
+    tree, callbacks, csv logger)."""
     first, resumed = tmp_path / "first", tmp_path / "resumed"
     run_cli(["trainlab-train", "trainer.max_epochs=1", f"hydra.run.dir={first}"], cwd=tmp_path)
     ckpt = first / "checkpoints" / "last.ckpt"

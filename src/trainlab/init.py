@@ -17,6 +17,9 @@ their own init). fan_in = inputs per output unit (in_features, or in_channels * 
 Every scheme but ``default`` accepts ``init.distribution=uniform``: the same standard deviation from
 U(-sqrt(3) std, sqrt(3) std). Biases are set to ``init.bias`` when given (e.g. 0.01, the lecture's remedy against
 dead ReLUs), else to 0 (``default`` keeps torch's biases).
+
+``glorot`` is what torch calls ``xavier_normal_`` (``xavier_uniform_`` with ``init.distribution=uniform``);
+``xavier`` here is the lecture's 1 / sqrt(fan_in), which is not torch's.
 """
 
 from __future__ import annotations
