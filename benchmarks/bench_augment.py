@@ -24,17 +24,22 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from trainlab.augment import build_augment, per_sample_transform
+from trainlab.augment import Cutout, HFlip, RandomCrop, per_sample_transform
 from trainlab.data.loader import TensorLoader
 
 N, BATCH, REPEATS, TARGET = 10_000, 256, 5, 3.0
-AUGMENT = {"crop": {"padding": 4}, "hflip": {"p": 0.5}, "cutout": {"size": 16}}
 MEAN, STD = torch.tensor([0.49, 0.48, 0.45]).view(3, 1, 1), torch.tensor([0.25, 0.24, 0.26]).view(3, 1, 1)
 RESULTS = Path(__file__).parent / "results"
 
 
+def build_augment(shape=(3, 32, 32)):
+    """crop (padding 4) and hflip (p 0.5) in their canonical order, and cutout (size 16), as augment=[...] builds them."""
+    pixel = torch.nn.Sequential(HFlip(0.5, input_shape=shape), RandomCrop(4, input_shape=shape))
+    return pixel, Cutout(16, input_shape=shape)
+
+
 def batched(images: torch.Tensor, labels: torch.Tensor) -> float:
-    pixel, cutout = build_augment(AUGMENT, (3, 32, 32))
+    pixel, cutout = build_augment()
     pixel.train(), cutout.train()
     loader = TensorLoader(images, labels, batch_size=BATCH, shuffle=True, seed=0)
     start = time.perf_counter()
@@ -57,7 +62,7 @@ class PerSample(Dataset):
 def per_sample(images: torch.Tensor, labels: torch.Tensor, workers: int) -> float:
     from torchvision.transforms import v2
 
-    pixel, cutout = build_augment(AUGMENT, (3, 32, 32))
+    pixel, cutout = build_augment()
     transform = v2.Compose([per_sample_transform(pixel), v2.Normalize(MEAN.flatten(), STD.flatten()),
                             cutout.per_sample()])
     loader = DataLoader(PerSample(images, labels, transform), batch_size=BATCH, shuffle=True, num_workers=workers)

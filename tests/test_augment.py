@@ -9,12 +9,10 @@ range, a square kept inside the image) misses them by many standard errors.
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
-from omegaconf import OmegaConf
 from torchvision.transforms.v2 import functional as TF
 
 from trainlab.augment import (
@@ -28,7 +26,6 @@ from trainlab.augment import (
     Translate,
     VFlip,
     adjust_colour,
-    build_augment,
     per_sample_transform,
     rotate,
 )
@@ -343,7 +340,7 @@ def test_color_jitter_refuses_greyscale_images() -> None:
     with pytest.raises(ValueError, match=msg.replace("(", r"\(").replace(")", r"\)") + "$"):
         ColorJitter(channels=1)
     with pytest.raises(ValueError, match="the data has 1 channel"):
-        build_augment({"color_jitter": None}, (1, 28, 28))
+        ColorJitter(input_shape=(1, 28, 28))
 
 
 def test_brightness_factor_is_drawn_per_sample_in_1_plus_minus_b() -> None:
@@ -392,39 +389,51 @@ def test_constructors_reject_values_out_of_range_naming_the_config_key(make, key
         make()
 
 
-def test_build_augment_orders_pixel_ops_canonically_and_returns_cutout_separately() -> None:
-    config = {"cutout": {"size": 4}, "color_jitter": None, "hflip": {"p": 0.2}, "rotate": {}, "crop": {"padding": 2}}
-    pixel, cutout = build_augment(config, (3, 32, 32))
+def pixels_and_normalized(make_cfg, *overrides: str, shape: str = "[3,32,32]"):
+    """The augment entries of a composed config, instantiated and put in order as a run does."""
+    from trainlab.build import build_techniques
+    from trainlab.techniques import Techniques
+
+    cfg = make_cfg("data=synthetic", f"data.input_shape={shape}", *overrides)
+    techniques = Techniques(t for _, t in build_techniques(cfg))
+    return techniques.pixels, techniques.normalized
+
+
+def test_techniques_order_pixel_ops_canonically_and_put_cutout_after_preprocessing(make_cfg) -> None:
+    selected = ["augment=[cutout,color_jitter,hflip,rotate,crop]", "augment.cutout.size=4", "augment.hflip.p=0.2"]
+    pixel, normalized = pixels_and_normalized(make_cfg, *selected, "augment.crop.padding=2")
     assert [type(m) for m in pixel] == [HFlip, RandomCrop, Rotate, ColorJitter]
     assert pixel[0].p == 0.2 and pixel[1].padding == 2
-    assert isinstance(cutout, Cutout) and cutout.size == 4
-    reversed_pixel, _ = build_augment(dict(reversed(list(config.items()))), (3, 32, 32))
+    assert [type(m) for m in normalized] == [Cutout] and normalized[0].size == 4
+    reversed_pixel, _ = pixels_and_normalized(make_cfg, "augment=[crop,rotate,hflip,color_jitter,cutout]")
     assert [type(m) for m in reversed_pixel] == [type(m) for m in pixel]
     assert list(ORDER) == ["hflip", "vflip", "crop", "scale", "translate", "rotate", "color_jitter"]
+    assert [m.order for m in pixel] == sorted(m.order for m in pixel)
 
 
-def test_build_augment_returns_none_for_what_is_not_selected() -> None:
-    assert build_augment(None, (1, 28, 28)) == (None, None)
-    assert build_augment({}, (1, 28, 28)) == (None, None)
-    pixel, cutout = build_augment({"cutout": None}, (1, 28, 28))
-    assert pixel is None and cutout.size == 14
-    pixel, cutout = build_augment({"hflip": None}, (1, 28, 28))
-    assert len(pixel) == 1 and cutout is None
+def test_settings_derived_from_the_image_come_from_data_input_shape(make_cfg) -> None:
+    pixel, normalized = pixels_and_normalized(make_cfg, "augment=[cutout]", shape="[1,28,28]")
+    assert len(pixel) == 0 and normalized[0].size == 14  # half the image side
+    pixel, normalized = pixels_and_normalized(make_cfg, "augment=[hflip,crop]", shape="[1,28,28]")
+    assert len(pixel) == 2 and len(normalized) == 0 and pixel[1].padding == 4  # an eighth of 28, rounded
     assert per_sample_transform(None) is None
 
 
-def test_build_augment_rejects_unknown_names_and_settings() -> None:
-    with pytest.raises(ValueError, match=r"unknown augment option.*'mixup'.*valid names.*'hflip'.*'cutout'"):
-        build_augment({"mixup": {}}, (3, 32, 32))
-    with pytest.raises(ValueError, match=r"augment\.crop has no setting.*'paddding'"):
-        build_augment({"crop": {"paddding": 2}}, (3, 32, 32))
+def test_augment_options_refuse_unknown_settings_and_sizes_beyond_the_image(make_cfg) -> None:
+    from trainlab.build import instantiate
+
+    cfg = make_cfg("data=synthetic", "data.input_shape=[3,32,32]", "augment=[crop]", "+augment.crop.paddding=2")
+    with pytest.raises(TypeError, match=r"'paddding'"):
+        instantiate(cfg.augment.crop)
     with pytest.raises(ValueError, match=r"augment\.cutout\.size.*1\.\.28"):
-        build_augment({"cutout": {"size": 100}}, (1, 28, 28))
+        Cutout(size=100, input_shape=(1, 28, 28))
+    with pytest.raises(ValueError, match=r"augment=\[hflip\] needs images \[C, H, W\].*data\.input_shape=\[64\]"):
+        HFlip(input_shape=(64,))
 
 
 def test_per_sample_transform_applies_every_op_to_one_image() -> None:
-    config = {name: None for name in ORDER}
-    pixel, _ = build_augment(config, (3, 16, 16))
+    pixel = [op(input_shape=(3, 16, 16)) for op in (HFlip, VFlip, RandomCrop, RandomResizedCrop, Translate, Rotate)]
+    pixel.append(ColorJitter(input_shape=(3, 16, 16)))
     transform = per_sample_transform(pixel)
     assert len(transform.transforms) == len(ORDER)
     img = torch.rand(3, 16, 16)
@@ -432,13 +441,10 @@ def test_per_sample_transform_applies_every_op_to_one_image() -> None:
     assert out.shape == img.shape and out.dtype == img.dtype and not torch.equal(out, img)
 
 
-def test_hydra_config_files_build_the_selected_ops() -> None:
-    folder = Path(__file__).resolve().parents[1] / "configs" / "augment"
-    config = {}
-    for name in [*ORDER, "cutout"]:
-        config.update(OmegaConf.load(folder / f"{name}.yaml"))
-    pixel, cutout = build_augment(config, (3, 32, 32))
-    assert len(pixel) == len(ORDER) and cutout.size == 16
+def test_hydra_config_files_build_the_selected_ops(make_cfg) -> None:
+    every = ",".join([*ORDER, "cutout"])
+    pixel, normalized = pixels_and_normalized(make_cfg, f"augment=[{every}]")
+    assert len(pixel) == len(ORDER) and normalized[0].size == 16
     assert pixel[2].padding == 4 and pixel[3].scale == (0.5, 1.0)
 
 
@@ -461,15 +467,12 @@ def test_ops_accept_non_contiguous_batches_keep_dtype_and_never_write_the_input(
 
 
 def test_crop_padding_defaults_to_an_eighth_of_the_image_side():
-    from trainlab.augment import build_augment as build
-
-    sizes = {side: build({"crop": {"padding": None}}, (1, side, side))[0][0].padding for side in (8, 28, 32, 64)}
+    sizes = {side: RandomCrop(padding=None, input_shape=(1, side, side)).padding for side in (8, 28, 32, 64)}
     assert sizes == {8: 1, 28: 4, 32: 4, 64: 8}
 
 
 def test_augmentation_of_vectors_is_refused_with_one_line() -> None:
     """The second line behind the settings check (trainlab.combinations): vectors have no pixels to flip."""
-    for name in ("hflip", "crop", "cutout"):
+    for name, op in (("hflip", HFlip), ("crop", RandomCrop), ("cutout", Cutout)):
         with pytest.raises(ValueError, match=rf"augment=\[{name}\] needs images \[C, H, W\].*data.input_shape=\[2\]"):
-            build_augment({name: None}, (2,))
-    assert build_augment({}, (2,)) == (None, None)
+            op(input_shape=(2,))

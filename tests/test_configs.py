@@ -273,7 +273,12 @@ def test_regularizer_option_composes_under_its_own_key(make_cfg, name):
 def test_regularizers_combine_as_a_list(make_cfg):
     cfg = make_cfg("regularizer=[l2,dropout]", "regularizer.dropout.p=0.2", "regularizer.l2.weight=0.001")
     assert dict(cfg.regularizer) == {
-        "l2": {"weight": 0.001, "include_bias": False, "include_norm": False},
-        "dropout": {"p": 0.2},
+        "l2": {
+            "_target_": "trainlab.regularizers.penalties.L2",
+            "weight": 0.001,
+            "include_bias": False,
+            "include_norm": False,
+        },
+        "dropout": {"_target_": "trainlab.regularizers.dropout.Dropout", "p": 0.2},
     }
     assert "regularizer" not in make_cfg()  # none by default

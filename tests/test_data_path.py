@@ -75,7 +75,7 @@ def test_the_dataloader_path_trains_with_per_sample_transforms(make_cfg):
     names = [type(t).__name__ for t in dm.train_transform.transforms]
     assert names == ["RandomHorizontalFlip", "RandomCrop"]
     module = build.build_module(cfg)
-    assert module.pixel_augment is None  # the workers augment, not the training step
+    assert len(module.techniques.pixels) == 0  # the workers augment, not the training step
     dm.setup()
     batch = next(iter(dm.train_dataloader()))
     assert batch[0].shape == (64, 1, 8, 8)

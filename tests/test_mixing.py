@@ -10,7 +10,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from trainlab.classifier import Classifier
-from trainlab.regularizers.mixing import CutMix, Mixup, sample_lambda
+from trainlab.regularizers.mixing import CutMix, LabelSmoothing, Mixup, sample_lambda
+from trainlab.techniques import Techniques
 
 
 def test_mixup_alpha_zero_is_exactly_no_mixup():
@@ -73,13 +74,20 @@ def test_negative_alpha_is_refused():
 
 
 def test_label_smoothing_is_cross_entropy_against_smoothed_targets():
-    clf = Classifier(net=nn.Identity(), num_classes=4, optimizer=partial(torch.optim.SGD, lr=0.1))
+    eps = 0.1
+    techniques = Techniques([LabelSmoothing(eps)])
+    clf = Classifier(
+        net=nn.Identity(), num_classes=4, optimizer=partial(torch.optim.SGD, lr=0.1), techniques=techniques
+    )
     logits = torch.tensor([[2.0, 0.0, -1.0, 0.5]])
     y = torch.tensor([0])
-    eps = 0.1
     smoothed = (1 - eps) * F.one_hot(y, 4).float() + eps / 4
     expected = -(smoothed * torch.log_softmax(logits, 1)).sum()
-    assert clf.loss(logits, y, label_smoothing=eps).item() == pytest.approx(expected.item(), rel=1e-6)
+    _, target = techniques.on_batch(logits, y, 4)
+    assert torch.equal(target, smoothed)
+    assert clf.loss(logits, target).item() == pytest.approx(expected.item(), rel=1e-6)
+    assert clf.loss(logits, target).item() == pytest.approx(F.cross_entropy(logits, y, label_smoothing=eps).item())
+    assert clf.training_step((logits, y), 0).item() == pytest.approx(expected.item(), rel=1e-6)
 
 
 def test_training_accuracy_is_measured_against_the_hard_labels_under_mixing():
@@ -90,10 +98,14 @@ def test_training_accuracy_is_measured_against_the_hard_labels_under_mixing():
         net.weight.copy_(torch.eye(4) * 10)
         net.bias.zero_()
 
-    def swap(x, y):
-        return x.flip(0), F.one_hot(y.flip(0), 4).float()
+    class Swap:
+        stage = "batch"
 
-    clf = Classifier(net=net, num_classes=4, optimizer=partial(torch.optim.SGD, lr=0.1), mixing=swap)
+        def __call__(self, x, target):
+            return x.flip(0), target.flip(0)
+
+    optimizer = partial(torch.optim.SGD, lr=0.1)
+    clf = Classifier(net=net, num_classes=4, optimizer=optimizer, techniques=Techniques([Swap()]))
     loss = clf.training_step((torch.eye(4), torch.arange(4)), 0)
     assert clf.train_sums[1].item() == 0 and clf._train_samples == 4  # 0 of 4 correct
     assert loss.item() < 0.01  # the loss did use the (swapped) soft targets

@@ -11,6 +11,7 @@ from torch import nn
 
 from trainlab import build
 from trainlab.models.mlp import MLP
+from trainlab.regularizers.dropout import AlphaDropout, Dropout
 from trainlab.regularizers.penalties import WeightPenalty
 from trainlab.train import train
 
@@ -18,7 +19,7 @@ from trainlab.train import train
 def test_dropout_zeroes_the_expected_fraction_and_preserves_the_mean():
     """torch's inverted dropout, as configured: p is the DROP probability, survivors scaled by 1/(1-p)."""
     torch.manual_seed(0)
-    net = MLP(input_shape=(10,), num_classes=2, depth=1, width=10, dropout={"p": 0.3})
+    net = MLP(input_shape=(10,), num_classes=2, depth=1, width=10, dropout=Dropout(0.3))
     drop = next(m for m in net.modules() if isinstance(m, nn.Dropout))
     assert drop.p == 0.3
     h = torch.rand(20_000, 100) + 0.5
@@ -33,14 +34,14 @@ def test_dropout_zeroes_the_expected_fraction_and_preserves_the_mean():
 
 
 def test_dropout_follows_every_hidden_activation_of_the_mlp():
-    net = MLP(input_shape=(4,), num_classes=2, depth=3, width=5, dropout={"p": 0.5})
+    net = MLP(input_shape=(4,), num_classes=2, depth=3, width=5, dropout=Dropout(0.5))
     kinds = [type(m).__name__ for m in net.layers]
     assert kinds == ["Flatten"] + ["Linear", "ReLU", "Dropout"] * 3 + ["Linear"]
 
 
 def test_alpha_dropout_keeps_selu_statistics():
     torch.manual_seed(0)
-    net = MLP(input_shape=(4,), num_classes=2, depth=1, width=5, alpha_dropout={"p": 0.2})
+    net = MLP(input_shape=(4,), num_classes=2, depth=1, width=5, alpha_dropout=AlphaDropout(0.2))
     alpha = next(m for m in net.modules() if isinstance(m, nn.AlphaDropout))
     z = torch.randn(1_000_000)
     out = alpha(z)
@@ -101,14 +102,21 @@ def test_fractional_pool_test_time_averaging_is_deterministic(make_cfg):
     assert torch.allclose(out.exp().sum(-1), torch.ones(4), atol=1e-5)  # log of averaged probabilities
 
 
-def test_penalties_combine_into_one_weighted_sum(make_cfg):
-    cfg = make_cfg("regularizer=[l1,l2]", "regularizer.l1.weight=0.001", "regularizer.l2.weight=0.01")
-    penalty = build.build_penalty(cfg)
-    assert (penalty.l1, penalty.l2) == (0.001, 0.01)
-    cfg = make_cfg("regularizer=[elastic_net]")
-    penalty = build.build_penalty(cfg)
-    assert (penalty.l1, penalty.l2) == (1e-5, 1e-4)
-    assert build.build_penalty(make_cfg("regularizer=[dropout]")) is None
+def test_penalties_add_up_to_one_weighted_sum(make_cfg):
+    from trainlab.techniques import Techniques
+
+    def penalty(*overrides):
+        return Techniques(t for _, t in build.build_techniques(make_cfg(*overrides)))
+
+    net = torch.nn.Linear(3, 2)
+    w = net.weight.detach()
+    both = penalty("regularizer=[l1,l2]", "regularizer.l1.weight=0.001", "regularizer.l2.weight=0.01")
+    assert [(t.l1, t.l2) for t in both.loss_terms] == [(0.001, 0.0), (0.0, 0.01)]
+    expected = 0.001 * w.abs().sum() + 0.01 * w.pow(2).sum()  # biases excluded
+    assert both.loss_term(net).item() == pytest.approx(expected.item(), rel=1e-6)
+    (elastic,) = penalty("regularizer=[elastic_net]").loss_terms
+    assert (elastic.l1, elastic.l2) == (1e-5, 1e-4)
+    assert penalty("regularizer=[dropout]").loss_term(net) is None
 
 
 def test_training_logs_the_penalty_as_reg_loss(make_cfg, tmp_path):

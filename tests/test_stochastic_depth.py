@@ -13,7 +13,7 @@ import torch
 from torch import Tensor, nn
 
 from trainlab.models.resnet import PreActBlock, ResNet
-from trainlab.regularizers.stochastic_depth import StochasticDepth, survival_probabilities
+from trainlab.regularizers.stochastic_depth import LinearDecay, StochasticDepth, survival_probabilities
 
 Z = 5.0  # tolerance in standard errors
 
@@ -104,7 +104,7 @@ def resnet_survivals(model: ResNet) -> list[float]:
 
 
 def test_resnet_blocks_follow_the_linear_rule_over_all_3n_blocks():
-    model = ResNet((3, 8, 8), 10, depth=20, width=4, stochastic_depth={"p_L": 0.5})
+    model = ResNet((3, 8, 8), 10, depth=20, width=4, stochastic_depth=LinearDecay(0.5))
     assert resnet_survivals(model) == pytest.approx([1.0 - (block / 9) * 0.5 for block in range(1, 10)], abs=1e-12)
     plain = ResNet((3, 8, 8), 10, depth=20, width=4)
     assert resnet_survivals(plain) == [1.0] * 9
@@ -112,7 +112,7 @@ def test_resnet_blocks_follow_the_linear_rule_over_all_3n_blocks():
 
 def test_resnet_with_stochastic_depth_is_deterministic_in_eval_and_random_in_training():
     torch.manual_seed(0)
-    model = ResNet((3, 8, 8), 10, depth=14, width=4, stochastic_depth={"p_L": 0.2})
+    model = ResNet((3, 8, 8), 10, depth=14, width=4, stochastic_depth=LinearDecay(0.2))
     x = torch.randn(4, 3, 8, 8)
     with torch.no_grad():
         model.train()

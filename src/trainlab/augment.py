@@ -8,9 +8,12 @@ mode every op is the identity. No op writes into its input.
 Each op's ``per_sample()`` returns the equivalent per-image transform (torchvision ``transforms.v2`` where
 torchvision has one) for the DataLoader path; it draws from the same distributions, which the tests check.
 
-The pixel-space ops are applied in the canonical order :data:`ORDER` whatever order the config lists them in, so
-``augment=[crop,hflip]`` and ``augment=[hflip,crop]`` are the same augmentation. Cutout is returned separately by
-:func:`build_augment` because it runs AFTER normalisation (its zeros are the data mean).
+Each op is a technique (:mod:`trainlab.techniques`): the pixel-space ops have ``stage = "pixels"`` and act on the
+raw images in the canonical order of their ``order`` attribute (hflip, vflip, crop, scale, translate, rotate,
+color_jitter) whatever order the config lists them in, so ``augment=[crop,hflip]`` and ``augment=[hflip,crop]`` are
+the same augmentation. Cutout has ``stage = "normalized"``: it runs AFTER normalisation (its zeros are the data
+mean). Every op takes ``input_shape`` (``${data.input_shape}`` in its YAML) for what it derives from the image
+size, and refuses vectors.
 
 Why not torchvision's batched transforms: a v2 transform applied to a batch draws ONE set of parameters for the
 whole batch (every image flipped, or none), which is not per-sample augmentation.
@@ -18,9 +21,8 @@ whole batch (every image flipped, or none), which is not per-sample augmentation
 
 from __future__ import annotations
 
-import inspect
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -28,6 +30,19 @@ from torch import nn
 from torchvision.transforms import v2
 
 ORDER = ("hflip", "vflip", "crop", "scale", "translate", "rotate", "color_jitter")
+
+
+def _image_shape(input_shape: Sequence[int] | None, option: str) -> tuple[int, int, int] | None:
+    """``(C, H, W)`` from ``input_shape``; None when not given; ValueError for vectors."""
+    if input_shape is None:
+        return None
+    if len(input_shape) != 3:
+        raise ValueError(
+            f"augment=[{option}] needs images [C, H, W] (every augment option flips, crops, rotates, recolours or "
+            f"cuts images), but the data are vectors (data.input_shape={list(input_shape)}); drop it: augment=[]"
+        )
+    c, h, w = (int(v) for v in input_shape)
+    return c, h, w
 
 
 def _check(ok: bool, key: str, value: object, allowed: str) -> None:
@@ -82,10 +97,12 @@ class HFlip(nn.Module):
     """Horizontal flip (mirror left-right) of each sample independently with probability ``p``."""
 
     name = "hflip"
+    stage, order = "pixels", ORDER.index("hflip")
     dims = (-1,)
 
-    def __init__(self, p: float = 0.5) -> None:
+    def __init__(self, p: float = 0.5, input_shape: Sequence[int] | None = None) -> None:
         super().__init__()
+        _image_shape(input_shape, self.name)
         _check(0.0 <= p <= 1.0, f"{self.name}.p", p, "in [0, 1]")
         self.p = float(p)
 
@@ -106,6 +123,7 @@ class VFlip(HFlip):
     """Vertical flip (upside down) of each sample independently with probability ``p``."""
 
     name = "vflip"
+    order = ORDER.index("vflip")
     dims = (-2,)
 
     def per_sample(self) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -120,10 +138,19 @@ class RandomCrop(nn.Module):
     :meth:`per_sample` (and lets the constructor check that reflect padding is smaller than the image).
     """
 
+    stage, order = "pixels", ORDER.index("crop")
+
     def __init__(
-        self, padding: int | None = 4, padding_mode: str = "constant", image_size: int | Sequence[int] | None = None
+        self,
+        padding: int | None = 4,
+        padding_mode: str = "constant",
+        image_size: int | Sequence[int] | None = None,
+        input_shape: Sequence[int] | None = None,
     ) -> None:
         super().__init__()
+        shape = _image_shape(input_shape, "crop")
+        if image_size is None and shape is not None:
+            image_size = shape[1:]
         if padding is None:  # an eighth of the image side (rounded): CIFAR's 4 on 32x32, 4 on 28x28, 1 on 8x8
             _check(image_size is not None, "crop.padding", padding, "an integer >= 0 (null needs the image size)")
             padding = max(1, round(min(_pair(image_size)) / 8))
@@ -170,13 +197,19 @@ class RandomResizedCrop(nn.Module):
     box is never larger than the image, so resizing only ever upsamples and needs no antialiasing.
     """
 
+    stage, order = "pixels", ORDER.index("scale")
+
     def __init__(
         self,
         scale: Sequence[float] = (0.5, 1.0),
         ratio: Sequence[float] = (3 / 4, 4 / 3),
         image_size: int | Sequence[int] | None = None,
+        input_shape: Sequence[int] | None = None,
     ) -> None:
         super().__init__()
+        shape = _image_shape(input_shape, "scale")
+        if image_size is None and shape is not None:
+            image_size = shape[1:]
         s0, s1 = float(scale[0]), float(scale[1])
         r0, r1 = float(ratio[0]), float(ratio[1])
         _check(0 < s0 <= s1 <= 1, "scale.scale", list(scale), "[s0, s1] with 0 < s0 <= s1 <= 1")
@@ -224,8 +257,11 @@ class Translate(nn.Module):
     torchvision's ``RandomAffine(degrees=0, translate=(f, f))`` draws (and rounds) the shift the same way.
     """
 
-    def __init__(self, fraction: float = 0.125) -> None:
+    stage, order = "pixels", ORDER.index("translate")
+
+    def __init__(self, fraction: float = 0.125, input_shape: Sequence[int] | None = None) -> None:
         super().__init__()
+        _image_shape(input_shape, "translate")
         _check(0.0 <= fraction < 1.0, "translate.fraction", fraction, "in [0, 1)")
         self.fraction = float(fraction)
 
@@ -250,8 +286,11 @@ class Translate(nn.Module):
 class Rotate(nn.Module):
     """Rotate each sample about its centre by an angle ``~ U(-degrees, degrees)`` (bilinear, zero fill)."""
 
-    def __init__(self, degrees: float = 15.0) -> None:
+    stage, order = "pixels", ORDER.index("rotate")
+
+    def __init__(self, degrees: float = 15.0, input_shape: Sequence[int] | None = None) -> None:
         super().__init__()
+        _image_shape(input_shape, "rotate")
         _check(degrees >= 0, "rotate.degrees", degrees, ">= 0")
         self.degrees = float(degrees)
 
@@ -277,10 +316,19 @@ class ColorJitter(nn.Module):
     there is no hue.) Needs colour images: ``channels`` must be 3.
     """
 
+    stage, order = "pixels", ORDER.index("color_jitter")
+
     def __init__(
-        self, brightness: float = 0.4, contrast: float = 0.4, saturation: float = 0.4, channels: int = 3
+        self,
+        brightness: float = 0.4,
+        contrast: float = 0.4,
+        saturation: float = 0.4,
+        channels: int | None = None,
+        input_shape: Sequence[int] | None = None,
     ) -> None:
         super().__init__()
+        shape = _image_shape(input_shape, "color_jitter")
+        channels = channels if channels is not None else (shape[0] if shape is not None else 3)
         if channels != 3:
             s = "" if channels == 1 else "s"
             raise ValueError(
@@ -322,8 +370,17 @@ class Cutout(nn.Module):
     torchvision's ``RandomErasing`` keeps the patch inside the image, so it is not cutout.
     """
 
-    def __init__(self, size: int | None = None, image_size: int = 32) -> None:
+    stage = "normalized"
+    #: acts on images after preprocessing: a preprocessing that gives vectors (PCA) is refused
+    needs_images = True
+
+    def __init__(
+        self, size: int | None = None, image_size: int | None = None, input_shape: Sequence[int] | None = None
+    ) -> None:
         super().__init__()
+        shape = _image_shape(input_shape, "cutout")
+        if image_size is None:
+            image_size = max(shape[1:]) if shape is not None else 32
         size = image_size // 2 if size is None else size
         _check(
             isinstance(size, int) and 1 <= size <= image_size,
@@ -369,55 +426,7 @@ class PerSampleCutout:
         return f"PerSampleCutout(size={self.size})"
 
 
-OPS: dict[str, type[nn.Module]] = {
-    "hflip": HFlip,
-    "vflip": VFlip,
-    "crop": RandomCrop,
-    "scale": RandomResizedCrop,
-    "translate": Translate,
-    "rotate": Rotate,
-    "color_jitter": ColorJitter,
-    "cutout": Cutout,
-}
-
-
-def build_augment(
-    config: Mapping[str, Mapping | None] | None, input_shape: Sequence[int]
-) -> tuple[nn.Sequential | None, Cutout | None]:
-    """``{"crop": {"padding": 4}, "cutout": {"size": 16}, ...}`` -> (pixel-space ops in :data:`ORDER`, Cutout).
-
-    ``input_shape`` is ``(C, H, W)``: color_jitter checks ``C == 3``; crop and scale get ``(H, W)`` for their
-    ``per_sample()``; cutout's default size and range use the image side ``max(H, W)``. Either part of the result
-    is None when the config selects none of it. Unknown option names or settings raise ValueError.
-    """
-    config = config or {}
-    unknown = sorted(set(config) - set(OPS))
-    if unknown:
-        raise ValueError(f"unknown augment option(s) {unknown}; valid names are {list(OPS)}")
-    if not config:
-        return None, None
-    if len(input_shape) != 3:
-        raise ValueError(
-            f"augment=[{','.join(config)}] needs images [C, H, W] (every augment option flips, crops, rotates, "
-            f"recolours or cuts images), but the data are vectors (data.input_shape={list(input_shape)}); drop it: "
-            "augment=[]"
-        )
-    c, h, w = (int(s) for s in input_shape)
-    derived = {"color_jitter": {"channels": c}, "crop": {"image_size": (h, w)}, "scale": {"image_size": (h, w)}}
-    derived["cutout"] = {"image_size": max(h, w)}
-    modules = {}
-    for name, settings in config.items():
-        settings = dict(settings or {})
-        allowed = set(inspect.signature(OPS[name]).parameters) - set(derived.get(name, {}))
-        extra = sorted(set(settings) - allowed)
-        if extra:
-            raise ValueError(f"augment.{name} has no setting(s) {extra}; its settings are {sorted(allowed)}")
-        modules[name] = OPS[name](**settings, **derived.get(name, {}))
-    pixel = [modules[name] for name in ORDER if name in modules]
-    return (nn.Sequential(*pixel) if pixel else None), modules.get("cutout")
-
-
-def per_sample_transform(pixel: nn.Sequential | None) -> v2.Compose | None:
+def per_sample_transform(pixel: Sequence[nn.Module] | None) -> v2.Compose | None:
     """The per-image (DataLoader) equivalent of the batched pixel ops: ``v2.Compose`` of their ``per_sample()``."""
     if pixel is None or len(pixel) == 0:
         return None

@@ -20,10 +20,6 @@ from trainlab import CONFIG_DIR
 from trainlab.checkpoints import MODEL_KEYS, _container
 from trainlab.classifier import SCHEDULER_KEYS, Classifier
 
-# the three kinds of regularizer (loss terms, layers passed to the network's constructor, batch transforms) are
-# listed in trainlab.combinations, which the settings check reads before torch is imported
-from trainlab.combinations import BATCH_REGULARIZERS, LAYER_REGULARIZERS, PENALTIES
-
 log = logging.getLogger("trainlab")
 
 
@@ -51,24 +47,31 @@ def check_data(datamodule: pl.LightningDataModule) -> None:
 
 
 def build_datamodule(cfg: DictConfig) -> pl.LightningDataModule:
-    """The data module; with ``data.loader=dataloader`` it also gets the per-sample augmentation transform."""
+    """The data module; with ``data.loader=dataloader`` it also gets the per-sample twin of the pixel augmentation."""
     datamodule = instantiate(cfg.data)
     if getattr(datamodule, "loader", "memory") == "dataloader":
         from trainlab.augment import per_sample_transform
 
-        pixel, _ = build_augment(cfg)
-        datamodule.train_transform = per_sample_transform(pixel)
+        pixels = [t for _, t in build_techniques(cfg) if t.stage == "pixels"]
+        datamodule.train_transform = per_sample_transform(pixels)
     return datamodule
 
 
-def build_augment(cfg: DictConfig):
-    """(pixel-space augmentation, cutout) from the ``augment`` list, or (None, None)."""
-    augment = _container(cfg.get("augment"))
-    if not augment:
-        return None, None
-    from trainlab.augment import build_augment as build
+def build_techniques(cfg: DictConfig) -> list[tuple[str, Any]]:
+    """``(option name, object)`` for every entry of ``augment`` and ``regularizer`` (:mod:`trainlab.techniques`)."""
+    from trainlab.techniques import stage_of
 
-    return build(augment, tuple(cfg.data.input_shape))
+    built = []
+    for group in ("augment", "regularizer"):
+        for name, node in (cfg.get(group) or {}).items():
+            if node is None:
+                continue
+            if not isinstance(node, DictConfig) or "_target_" not in node:
+                raise ValueError(f"{group}.{name} needs a _target_ (the technique's class), got: {node}")
+            technique = instantiate(node)
+            stage_of(technique)  # a class that does not say where it acts is refused here
+            built.append((f"{group}={name}", technique))
+    return built
 
 
 def build_preprocess(cfg: DictConfig):
@@ -92,30 +95,35 @@ def build_ensemble(cfg: DictConfig):
     return instantiate(cfg.ensemble) if cfg.get("ensemble") else None
 
 
-def build_net(cfg: DictConfig, input_shape: tuple[int, ...] | None = None, ensemble=None) -> torch.nn.Module:
+def build_net(
+    cfg: DictConfig, input_shape: tuple[int, ...] | None = None, ensemble=None, techniques=None
+) -> torch.nn.Module:
     """The network; with an ensemble, the network that ensemble trains (:meth:`Ensemble.network`)."""
     ensemble = build_ensemble(cfg) if ensemble is None else ensemble
     if ensemble is None:
-        return build_single_net(cfg, input_shape)
-    return ensemble.network(lambda: build_single_net(cfg, input_shape))
+        return build_single_net(cfg, input_shape, techniques)
+    return ensemble.network(lambda: build_single_net(cfg, input_shape, techniques))
 
 
-def build_single_net(cfg: DictConfig, input_shape: tuple[int, ...] | None = None) -> torch.nn.Module:
+def build_single_net(
+    cfg: DictConfig, input_shape: tuple[int, ...] | None = None, techniques: list[tuple[str, Any]] | None = None
+) -> torch.nn.Module:
     """The network: ``model`` built with the ``activation`` and the layer regularizers, then ``init`` applied.
 
-    A layer regularizer (dropout, dropconnect, fractional_pool, ...) reaches the network as the constructor
-    argument of the same name; a network without that argument cannot apply it, and the run is refused.
-    ``input_shape``: what the network receives (after preprocessing; ``data.input_shape`` by default).
+    The model's constructor receives, only if its signature asks for them (or takes ``**kwargs``): ``input_shape``
+    (what the network receives after preprocessing), ``activation`` (a factory: every call a new layer) and each
+    layer regularizer under its ``argument`` name (:class:`trainlab.techniques.LayerRegularizer`). A layer
+    regularizer the model has no argument for cannot be applied, and the run is refused.
     """
-    regularizers = _container(cfg.get("regularizer")) or {}
-    unknown = set(regularizers) - set(PENALTIES) - set(LAYER_REGULARIZERS) - set(BATCH_REGULARIZERS)
-    if unknown:
-        known = ", ".join(PENALTIES + LAYER_REGULARIZERS + BATCH_REGULARIZERS)
-        raise ValueError(f"regularizer={sorted(unknown)} is not a regularizer; choose from {known}")
+    techniques = build_techniques(cfg) if techniques is None else techniques
     target = cfg.model._target_
     net_class = hydra.utils.get_class(target)
-    accepts = inspect.signature(net_class).parameters
-    kwargs: dict[str, Any] = {}
+    params = inspect.signature(net_class).parameters
+    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+
+    def accepts(name: str) -> bool:
+        return takes_any or name in params
+
     data_shape = list(cfg.data.input_shape)
     if getattr(net_class, "needs_images", False) and len(input_shape or data_shape) != 3:
         name = model_options().get(target, target)
@@ -128,21 +136,26 @@ def build_single_net(cfg: DictConfig, input_shape: tuple[int, ...] | None = None
             f"preprocess={cfg.preprocess.method} turns images into vectors of {input_shape[0]}, which "
             f"model={name} cannot take; it works with model=mlp (preprocess=zca_whiten keeps images)"
         )
-    if input_shape is not None:
+    kwargs: dict[str, Any] = {}
+    if input_shape is not None and accepts("input_shape"):
         kwargs["input_shape"] = list(input_shape)
-    for name in LAYER_REGULARIZERS:
-        if name not in regularizers:
+    for option, technique in techniques:
+        if technique.stage != "layer":
             continue
-        if name not in accepts:
+        if not accepts(technique.argument):
             options = model_options()
-            works = [n for t, n in options.items() if name in inspect.signature(hydra.utils.get_class(t)).parameters]
+            works = [
+                n
+                for t, n in options.items()
+                if technique.argument in inspect.signature(hydra.utils.get_class(t)).parameters
+            ]
             raise ValueError(
-                f"regularizer={name} does not apply to model={options.get(target, target)}; "
+                f"{option} does not apply to model={options.get(target, target)}; "
                 f"it works with model={' or model='.join(works) if works else '(none)'}"
             )
-        kwargs[name] = regularizers[name]
+        kwargs[technique.argument] = technique
     activation = instantiate(cfg.activation) if cfg.get("activation") else None
-    if activation is not None:
+    if activation is not None and accepts("activation"):
         kwargs["activation"] = activation
     net = instantiate(cfg.model, **kwargs)
 
@@ -158,72 +171,22 @@ def build_single_net(cfg: DictConfig, input_shape: tuple[int, ...] | None = None
     return net
 
 
-def build_penalty(cfg: DictConfig):
-    """One :class:`WeightPenalty` summing every selected l1 / l2 / elastic_net term, or ``None``."""
-    from trainlab.regularizers.penalties import WeightPenalty
-
-    regularizers = _container(cfg.get("regularizer")) or {}
-    l1 = l2 = 0.0
-    include_bias = include_norm = False
-    for name in PENALTIES:
-        if name not in regularizers:
-            continue
-        settings = dict(regularizers[name] or {})
-        include_bias |= bool(settings.pop("include_bias", False))
-        include_norm |= bool(settings.pop("include_norm", False))
-        if name == "l1":
-            l1 += settings.pop("weight")
-        elif name == "l2":
-            l2 += settings.pop("weight")
-        else:
-            l1 += settings.pop("l1_weight")
-            l2 += settings.pop("l2_weight")
-        if settings:
-            raise ValueError(f"regularizer.{name}: unknown settings {sorted(settings)}")
-    if not (l1 or l2):
-        return None
-    return WeightPenalty(l1=l1, l2=l2, include_bias=include_bias, include_norm=include_norm)
-
-
-def build_mixing(cfg: DictConfig):
-    """(Mixing or None, label smoothing eps) from the batch regularizers."""
-    from trainlab.regularizers.mixing import CutMix, Mixing, Mixup
-
-    regularizers = _container(cfg.get("regularizer")) or {}
-    mixup = Mixup(**regularizers["mixup"]) if "mixup" in regularizers else None
-    cutmix = CutMix(**regularizers["cutmix"]) if "cutmix" in regularizers else None
-    mixing = Mixing(cfg.data.num_classes, mixup, cutmix)
-    eps = float((regularizers.get("label_smoothing") or {}).get("eps", 0.0))
-    if not 0.0 <= eps < 1.0:
-        raise ValueError(f"regularizer.label_smoothing.eps={eps} must be in [0, 1)")
-    return (mixing if mixing else None), eps
-
-
 def build_module(cfg: DictConfig) -> Classifier:
-    """The LightningModule for ``cfg``: preprocessing, augmentation, the network, the loss terms, the optimizer."""
+    """The LightningModule for ``cfg``: preprocessing, the techniques, the network, the optimizer and schedule."""
+    from trainlab.techniques import Techniques
+
     preprocess = build_preprocess(cfg)
-    pixel_augment, cutout = build_augment(cfg)
-    if cutout is not None and preprocess is not None and len(preprocess.output_shape) != 3:
-        raise ValueError(
-            f"augment=[cutout] needs images after preprocessing; preprocess={preprocess.method} gives vectors"
-        )
-    if cfg.data.get("loader", "memory") == "dataloader":
-        pixel_augment = None  # the DataLoader's workers augment each sample
+    techniques = build_techniques(cfg)
+    output_shape = preprocess.output_shape if preprocess is not None else None
+    for option, technique in techniques:
+        if getattr(technique, "needs_images", False) and output_shape is not None and len(output_shape) != 3:
+            raise ValueError(
+                f"{option.replace('=', '=[', 1)}] needs images after preprocessing; preprocess={preprocess.method} "
+                "gives vectors"
+            )
     ensemble = build_ensemble(cfg)
-    net = build_net(cfg, preprocess.output_shape if preprocess is not None else None, ensemble)
-    mixing, label_smoothing = build_mixing(cfg)
-    scheduler_cfg = cfg.get("scheduler")
-    scheduler, interval, monitor = None, "epoch", None
-    schedule = ensemble.schedule() if ensemble is not None else None
-    if schedule is not None:  # e.g. snapshot ensembles bring their own cyclic learning rate
-        scheduler_cfg, scheduler, interval = None, schedule, "step"
-    if scheduler_cfg:
-        scheduler_cfg = OmegaConf.to_container(scheduler_cfg, resolve=True)
-        interval = scheduler_cfg.pop("interval", "epoch")
-        monitor = scheduler_cfg.pop("monitor", None)
-        for key in SCHEDULER_KEYS:
-            scheduler_cfg.pop(key, None)
-        scheduler = instantiate(scheduler_cfg)
+    net = build_net(cfg, output_shape, ensemble, techniques)
+    scheduler, interval, monitor = build_scheduler(cfg, ensemble)
     return Classifier(
         net=net,
         num_classes=cfg.data.num_classes,
@@ -231,17 +194,30 @@ def build_module(cfg: DictConfig) -> Classifier:
         scheduler=scheduler,
         scheduler_interval=interval,
         scheduler_monitor=monitor,
-        penalty=build_penalty(cfg),
         preprocess=preprocess,
-        pixel_augment=pixel_augment,
-        cutout=cutout,
-        mixing=mixing,
-        label_smoothing=label_smoothing,
+        # the DataLoader's workers apply the pixel stage with data.loader=dataloader
+        techniques=Techniques([t for _, t in techniques], pixels_in_loader=cfg.data.get("loader") == "dataloader"),
         config={k: _container(cfg.get(k)) for k in MODEL_KEYS},
         channels_last=cfg.get("channels_last") is True,
         compile=_container(cfg.get("compile")) or None,
         callbacks=[ensemble] if ensemble is not None else [],
     )
+
+
+def build_scheduler(cfg: DictConfig, ensemble=None) -> tuple[Any, str, str | None]:
+    """(scheduler factory or None, its interval, the metric it monitors): the ensemble's own schedule (snapshot)
+    if it has one, else ``scheduler``."""
+    schedule = ensemble.schedule() if ensemble is not None else None
+    if schedule is not None:
+        return schedule, "step", None
+    if not cfg.get("scheduler"):
+        return None, "epoch", None
+    scheduler_cfg = OmegaConf.to_container(cfg.scheduler, resolve=True)
+    interval = scheduler_cfg.pop("interval", "epoch")
+    monitor = scheduler_cfg.pop("monitor", None)
+    for key in SCHEDULER_KEYS:
+        scheduler_cfg.pop(key, None)
+    return instantiate(scheduler_cfg), interval, monitor
 
 
 def build_callbacks(cfg: DictConfig) -> list[Callback]:

@@ -17,6 +17,7 @@ from torchmetrics import MaxMetric, MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
 from trainlab.errors import DivergenceError
+from trainlab.techniques import Techniques
 
 log = logging.getLogger("trainlab")
 
@@ -32,9 +33,11 @@ def hard_labels(target: Tensor) -> Tensor:
 class Classifier(LightningModule):
     """Softmax classifier around any ``nn.Module`` that maps a batch to logits.
 
-    The training step, in order: pixel-space augmentation (on the batch, on the device) -> preprocessing (fitted on
-    the training split) -> cutout -> mixup/CutMix -> network -> cross-entropy (with label smoothing) + weight
-    penalty. Evaluation and ``forward``: preprocessing -> network, so a checkpoint predicts from raw [0, 1] images.
+    The training step, in order (:mod:`trainlab.techniques`): the ``pixels`` techniques (augmentation, on the batch,
+    on the device) -> preprocessing (fitted on the training split) -> the ``normalized`` techniques (cutout) -> the
+    ``batch`` techniques (mixup/CutMix, label smoothing) -> network -> cross-entropy + the ``loss`` techniques
+    (weight penalties). Evaluation and ``forward``: preprocessing -> network, so a checkpoint predicts from raw
+    [0, 1] images.
 
     Loss: cross-entropy, which accepts class indices or (mixed or smoothed) class probabilities; accuracy is
     always measured against the hard labels. Metrics are accumulated on the device and logged once per epoch as
@@ -47,13 +50,10 @@ class Classifier(LightningModule):
         scheduler: ``optimizer -> LRScheduler`` (a Hydra ``_partial_``), or ``None``.
         scheduler_interval: step the scheduler every ``epoch`` or every ``step``.
         scheduler_monitor: metric a ``ReduceLROnPlateau`` watches.
-        penalty: ``net -> tensor`` added to the training loss (l1 / l2 / elastic net), logged as
-            ``train/reg_loss``; ``train/loss`` stays the data loss, comparable with ``val/loss``.
         preprocess: a :class:`~trainlab.preprocess.Preprocess`, fitted on the training images at the start of fit.
-        pixel_augment: training-only augmentation of the [0, 1] images (``None`` when the DataLoader does it).
-        cutout: training-only cutout, applied after preprocessing (DeVries & Taylor apply it after normalisation).
-        mixing: ``(x, labels) -> (x, soft targets)``: mixup / CutMix.
-        label_smoothing: eps of the training targets.
+        techniques: the selected techniques in the order they act (:class:`~trainlab.techniques.Techniques`); the
+            ``loss`` stage's terms are logged as ``train/reg_loss``, and ``train/loss`` stays the data loss,
+            comparable with ``val/loss``.
         channels_last: keep the network's weights and its 4-D inputs in the channels-last memory format (faster
             convolutions on recent CPUs and on GPUs with tensor cores; no effect on the values).
         compile: ``torch.compile`` the network for training and evaluation: ``None``/``False`` (off), ``True``, or
@@ -71,12 +71,8 @@ class Classifier(LightningModule):
         scheduler: Callable[..., Any] | None = None,
         scheduler_interval: str = "epoch",
         scheduler_monitor: str | None = None,
-        penalty: Callable[[nn.Module], Tensor] | None = None,
         preprocess: nn.Module | None = None,
-        pixel_augment: nn.Module | None = None,
-        cutout: nn.Module | None = None,
-        mixing: Callable[[Tensor, Tensor], tuple[Tensor, Tensor]] | None = None,
-        label_smoothing: float = 0.0,
+        techniques: Techniques | None = None,
         config: Mapping[str, Any] | None = None,
         channels_last: bool = False,
         compile: bool | Mapping[str, Any] | None = None,
@@ -89,12 +85,8 @@ class Classifier(LightningModule):
         self.scheduler_factory = scheduler
         self.scheduler_interval = scheduler_interval
         self.scheduler_monitor = scheduler_monitor
-        self.penalty = penalty
         self.preprocess = preprocess if preprocess is not None else nn.Identity()
-        self.pixel_augment = pixel_augment
-        self.cutout = cutout
-        self.mixing = mixing
-        self.label_smoothing = label_smoothing
+        self.techniques = techniques if techniques is not None else Techniques()
         self.config = dict(config or {})
         #: the techniques' own callbacks (an ensemble's), active in every stage (configure_callbacks)
         self.technique_callbacks = list(callbacks)
@@ -152,37 +144,34 @@ class Classifier(LightningModule):
         if stage == "fit" and fitted is not None and not bool(fitted):
             self.preprocess.fit(self.trainer.datamodule.train_images())
 
-    def loss(self, logits: Tensor, target: Tensor, label_smoothing: float = 0.0) -> Tensor:
-        return F.cross_entropy(logits, target, label_smoothing=label_smoothing)
+    def loss(self, logits: Tensor, target: Tensor) -> Tensor:
+        """Cross-entropy against class indices ``[N]`` or class probabilities ``[N, C]`` (mixed, smoothed)."""
+        return F.cross_entropy(logits, target)
 
     # ---- steps: update metrics on the device, no host synchronisation ----
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         x, y = batch
-        if self.pixel_augment is not None:
-            x = self.pixel_augment(x)
+        x = self.techniques.on_pixels(x)
         x = self.preprocess(x)
-        if self.cutout is not None:
-            x = self.cutout(x)
-        target = y
-        if self.mixing:
-            x, target = self.mixing(x, hard_labels(y))
+        x = self.techniques.on_normalized(x)
+        x, target = self.techniques.on_batch(x, y, self.num_classes)
         logits = self._run_net(self._memory_format(x))
         n = len(x)
         sums = self.train_sums
         if logits.ndim == 3:  # an ensemble's members [K, N, C]: each learns from its own loss
-            loss = sum(self.loss(member, target, self.label_smoothing) for member in logits)
+            loss = sum(self.loss(member, target) for member in logits)
             sums[0].add_(loss.detach(), alpha=n / len(logits))  # the mean member's loss
             logits = torch.logsumexp(logits.detach().log_softmax(-1), dim=0)  # the ensemble's prediction
         else:
-            loss = self.loss(logits, target, self.label_smoothing)
+            loss = self.loss(logits, target)
             sums[0].add_(loss.detach(), alpha=n)
         sums[1].add_((logits.detach().argmax(-1) == hard_labels(y)).sum())
         self._train_samples += n
         self._train_steps += 1
         bad = ~torch.isfinite(loss.detach()) & (self.first_bad_step < 0)
         self.first_bad_step.copy_(torch.where(bad, self.global_step, self.first_bad_step))
-        if self.penalty is not None:
-            reg = self.penalty(self.net)
+        reg = self.techniques.loss_term(self.net)
+        if reg is not None:
             sums[2].add_(reg.detach())
             loss = loss + reg
         return loss
@@ -217,7 +206,7 @@ class Classifier(LightningModule):
         samples, steps = totals[3].clamp(min=1), totals[4].clamp(min=1)
         self.log("train/loss", totals[0] / samples, prog_bar=True)
         self.log("train/acc", totals[1] / samples, prog_bar=True)
-        if self.penalty is not None:
+        if self.techniques.loss_terms:
             self.log("train/reg_loss", totals[2] / steps)
         self.train_sums.zero_()
         self._train_samples = self._train_steps = 0

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -38,7 +38,8 @@ class CNN(nn.Module):
         pool_size: kernel and stride of the pooling layer.
         activation: factory of the non-linearity; with maxout every conv is widened (channel-wise maxout).
         dropout, alpha_dropout, dropconnect: applied to the hidden fully connected layer (see :class:`MLP`).
-        fractional_pool: ``{"ratio": ..., ...}``: :class:`FractionalMaxPool2d` replaces ``pool``; with
+        fractional_pool: a layer factory (``regularizer=[fractional_pool]``): its ``FractionalMaxPool2d`` replaces
+            ``pool``; with
             ``test_samples`` k > 1 a test prediction averages the class probabilities of k passes.
     """
 
@@ -53,10 +54,10 @@ class CNN(nn.Module):
         pool: str = "max",
         pool_size: int = 2,
         activation: Callable[[], nn.Module] = nn.ReLU,
-        dropout: Mapping | None = None,
-        alpha_dropout: Mapping | None = None,
-        dropconnect: Mapping | None = None,
-        fractional_pool: Mapping | None = None,
+        dropout: Callable[[], nn.Module] | None = None,
+        alpha_dropout: Callable[[], nn.Module] | None = None,
+        dropconnect: Callable[..., nn.Module] | None = None,
+        fractional_pool: Callable[[], nn.Module] | None = None,
     ) -> None:
         super().__init__()
         in_ch, height, width = input_shape
@@ -67,9 +68,7 @@ class CNN(nn.Module):
             blocks += [nn.Conv2d(in_ch, out_ch * pieces, 3, padding=1), activation()]
             blocks += [nn.Conv2d(out_ch, out_ch * pieces, 3, padding=1), activation()]
             if fractional_pool:
-                from trainlab.regularizers.fractional_pool import FractionalMaxPool2d
-
-                fmp = FractionalMaxPool2d(**fractional_pool)
+                fmp = fractional_pool()
                 self.test_samples = fmp.test_samples
                 blocks.append(fmp)
                 height, width = fmp.output_size(height, width)

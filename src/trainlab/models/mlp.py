@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 
 from torch import Tensor, nn
 
@@ -12,23 +12,21 @@ def hidden_layer(
     fan_in: int,
     size: int,
     activation: Callable[[], nn.Module],
-    dropout: Mapping | None = None,
-    alpha_dropout: Mapping | None = None,
-    dropconnect: Mapping | None = None,
+    dropout: Callable[[], nn.Module] | None = None,
+    alpha_dropout: Callable[[], nn.Module] | None = None,
+    dropconnect: Callable[..., nn.Module] | None = None,
 ) -> list[nn.Module]:
     """Linear -> activation (-> dropout), the Linear widened ``activation.pieces`` times for maxout; with
-    ``dropconnect`` the Linear and its activation become one :class:`DropConnectLinear`."""
+    ``dropconnect`` the Linear and its activation become one layer, ``dropconnect(fan_in, width, activation)``."""
     width = size * getattr(activation, "pieces", 1)
     if dropconnect:
-        from trainlab.regularizers.dropconnect import DropConnectLinear
-
-        layers: list[nn.Module] = [DropConnectLinear(fan_in, width, activation=activation, **dropconnect)]
+        layers: list[nn.Module] = [dropconnect(fan_in, width, activation)]
     else:
         layers = [nn.Linear(fan_in, width), activation()]
     if dropout:
-        layers.append(nn.Dropout(**dropout))
+        layers.append(dropout())
     if alpha_dropout:
-        layers.append(nn.AlphaDropout(**alpha_dropout))
+        layers.append(alpha_dropout())
     return layers
 
 
@@ -41,8 +39,9 @@ class MLP(nn.Module):
         depth, width: ``depth`` hidden layers of ``width`` units, unless ``sizes`` is given.
         sizes: explicit hidden sizes, e.g. ``[256, 128, 100]``.
         activation: factory of the non-linearity after every hidden layer (``activation=`` group).
-        dropout, alpha_dropout: ``{"p": ...}``: a dropout layer after every hidden activation.
-        dropconnect: ``{"p": ..., "inference": ...}``: DropConnect on every hidden layer.
+        dropout, alpha_dropout: layer factories (``regularizer=[dropout]``): a dropout layer after every hidden
+            activation.
+        dropconnect: a layer factory (``regularizer=[dropconnect]``): DropConnect on every hidden layer.
     """
 
     def __init__(
@@ -53,9 +52,9 @@ class MLP(nn.Module):
         width: int = 128,
         sizes: Sequence[int] | None = None,
         activation: Callable[[], nn.Module] = nn.ReLU,
-        dropout: Mapping | None = None,
-        alpha_dropout: Mapping | None = None,
-        dropconnect: Mapping | None = None,
+        dropout: Callable[[], nn.Module] | None = None,
+        alpha_dropout: Callable[[], nn.Module] | None = None,
+        dropconnect: Callable[..., nn.Module] | None = None,
     ) -> None:
         super().__init__()
         hidden = list(sizes) if sizes is not None else [width] * depth

@@ -14,12 +14,12 @@ channel after the normalisation). With ``regularizer=[stochastic_depth]`` each r
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 
 from torch import Tensor, nn
 
 from trainlab.activations.maxout import MaxoutNorm2d
-from trainlab.regularizers.stochastic_depth import StochasticDepth, survival_probabilities
+from trainlab.regularizers.stochastic_depth import LinearDecay, StochasticDepth
 
 
 def norm_act(channels: int, activation: Callable[[], nn.Module]) -> nn.Module:
@@ -58,8 +58,8 @@ class ResNet(nn.Module):
     depth: 6n + 2 layers (8, 14, 20, 32, 44, 56, 110).
     width: channels of the first stage (16 in the paper).
     activation: factory of the non-linearity (an :class:`~trainlab.activations.Activation`).
-    stochastic_depth: ``{"p_L": 0.5}`` to drop residual blocks (regularizer=[stochastic_depth]).
-    dropout, alpha_dropout: ``{"p": ...}`` for a dropout layer before the classifier.
+    stochastic_depth: the survival rule of residual blocks (``regularizer=[stochastic_depth]``).
+    dropout, alpha_dropout: layer factories for a dropout layer before the classifier.
     """
 
     needs_images = True  # [C, H, W] inputs, not vectors
@@ -71,9 +71,9 @@ class ResNet(nn.Module):
         depth: int = 20,
         width: int = 16,
         activation: Callable[[], nn.Module] = nn.ReLU,
-        stochastic_depth: Mapping | None = None,
-        dropout: Mapping | None = None,
-        alpha_dropout: Mapping | None = None,
+        stochastic_depth: LinearDecay | None = None,
+        dropout: Callable[[], nn.Module] | None = None,
+        alpha_dropout: Callable[[], nn.Module] | None = None,
     ) -> None:
         super().__init__()
         if depth < 8 or (depth - 2) % 6:
@@ -83,7 +83,7 @@ class ResNet(nn.Module):
         if width < 1:
             raise ValueError(f"model.width={width} must be >= 1")
         n = (depth - 2) // 6
-        survival = survival_probabilities(3 * n, **stochastic_depth) if stochastic_depth else [1.0] * (3 * n)
+        survival = stochastic_depth.survival(3 * n) if stochastic_depth else [1.0] * (3 * n)
         self.stem = nn.Conv2d(input_shape[0], width, 3, padding=1, bias=False)
         blocks, in_ch = [], width
         for stage, out_ch in enumerate((width, 2 * width, 4 * width)):
@@ -94,9 +94,9 @@ class ResNet(nn.Module):
         self.blocks = nn.Sequential(*blocks)
         head: list[nn.Module] = [norm_act(in_ch, activation), nn.AdaptiveAvgPool2d(1), nn.Flatten()]
         if dropout:
-            head.append(nn.Dropout(**dropout))
+            head.append(dropout())
         if alpha_dropout:
-            head.append(nn.AlphaDropout(**alpha_dropout))
+            head.append(alpha_dropout())
         head.append(nn.Linear(in_ch, num_classes))
         self.head = nn.Sequential(*head)
 

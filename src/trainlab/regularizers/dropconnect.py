@@ -39,6 +39,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from trainlab.techniques import LayerRegularizer
+
 INFERENCE_MODES = ("mean", "gaussian")
 
 
@@ -112,3 +114,22 @@ class DropConnectLinear(nn.Linear):
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, p={self.p}, inference={self.inference}, samples={self.samples}"
+
+
+class DropConnect(LayerRegularizer):
+    """``regularizer=[dropconnect]``: networks take it as their ``dropconnect`` argument and call
+    ``dropconnect(in_features, out_features, activation)`` for each hidden fully connected layer, which becomes one
+    :class:`DropConnectLinear` (the Linear and its activation)."""
+
+    argument = "dropconnect"
+
+    def __init__(self, p: float = 0.5, inference: str = "mean", samples: int = 100) -> None:
+        DropConnectLinear(1, 1, p=p, inference=inference, samples=samples)  # the layer's own checks, now
+        self.p, self.inference, self.samples = float(p), inference, int(samples)
+
+    def __call__(
+        self, in_features: int, out_features: int, activation: Callable[[], nn.Module] | None = None
+    ) -> DropConnectLinear:
+        return DropConnectLinear(
+            in_features, out_features, p=self.p, inference=self.inference, samples=self.samples, activation=activation
+        )

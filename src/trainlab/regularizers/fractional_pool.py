@@ -37,6 +37,8 @@ from functools import reduce
 import torch
 from torch import nn
 
+from trainlab.techniques import LayerRegularizer
+
 INTERVALS = ("random", "pseudo_random")
 
 
@@ -142,3 +144,19 @@ def set_pass_index(model: nn.Module, index: int) -> None:
     for module in model.modules():
         if isinstance(module, FractionalMaxPool2d):
             module.pass_index = index
+
+
+class FractionalPooling(LayerRegularizer):
+    """``regularizer=[fractional_pool]``: networks take it as their ``fractional_pool`` argument and call
+    ``fractional_pool()`` for a :class:`FractionalMaxPool2d` in place of each pooling layer."""
+
+    argument = "fractional_pool"
+
+    def __init__(
+        self, ratio: float = 2**-0.5, intervals: str = "random", overlapping: bool = False, test_samples: int = 1
+    ) -> None:
+        FractionalMaxPool2d(ratio, intervals, overlapping, test_samples)  # the layer's own checks, now
+        self.ratio, self.intervals, self.overlapping, self.test_samples = ratio, intervals, overlapping, test_samples
+
+    def __call__(self) -> FractionalMaxPool2d:
+        return FractionalMaxPool2d(self.ratio, self.intervals, self.overlapping, self.test_samples)

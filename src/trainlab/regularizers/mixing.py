@@ -20,7 +20,6 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 
@@ -30,10 +29,17 @@ def sample_lambda(alpha: float) -> float:
 
 
 class Mixup:
+    stage, exclusive = "batch", True
+
     def __init__(self, alpha: float = 0.2) -> None:
         if alpha < 0:
             raise ValueError(f"regularizer.mixup.alpha={alpha} must be >= 0 (0 = no mixup)")
         self.alpha = alpha
+
+    @property
+    def active(self) -> bool:
+        """alpha = 0 is exactly no mixing: the batch is left as it is."""
+        return self.alpha > 0
 
     def __call__(self, x: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
         if self.alpha == 0:
@@ -44,10 +50,17 @@ class Mixup:
 
 
 class CutMix:
+    stage, exclusive = "batch", True
+
     def __init__(self, alpha: float = 1.0) -> None:
         if alpha < 0:
             raise ValueError(f"regularizer.cutmix.alpha={alpha} must be >= 0 (0 = no cutmix)")
         self.alpha = alpha
+
+    @property
+    def active(self) -> bool:
+        """alpha = 0 is exactly no mixing: the batch is left as it is."""
+        return self.alpha > 0
 
     @staticmethod
     def box(height: int, width: int, lam: float) -> tuple[int, int, int, int]:
@@ -74,17 +87,21 @@ class CutMix:
         return mixed, lam * target + (1 - lam) * target[perm]
 
 
-class Mixing:
-    """What the training step applies to a batch: mixup and/or CutMix, on one-hot targets."""
+class LabelSmoothing:
+    """``regularizer=[label_smoothing]`` (Szegedy et al. 2016): the training target becomes
+    ``(1 - eps) target + eps / C`` (after mixup/CutMix when selected), the same loss as torch's
+    ``cross_entropy(label_smoothing=eps)``; validation and test losses stay plain cross-entropy."""
 
-    def __init__(self, num_classes: int, mixup: Mixup | None = None, cutmix: CutMix | None = None) -> None:
-        self.num_classes = num_classes
-        self.methods = [m for m in (mixup, cutmix) if m is not None and m.alpha > 0]
+    stage, order = "batch", 1  # after the mixing techniques
 
-    def __bool__(self) -> bool:
-        return bool(self.methods)
+    def __init__(self, eps: float = 0.1) -> None:
+        if not 0.0 <= eps < 1.0:
+            raise ValueError(f"regularizer.label_smoothing.eps={eps} must be in [0, 1)")
+        self.eps = float(eps)
 
-    def __call__(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
-        target = F.one_hot(y, self.num_classes).to(x.dtype)
-        method = self.methods[0] if len(self.methods) == 1 else self.methods[int(torch.randint(2, ()))]
-        return method(x, target)
+    @property
+    def active(self) -> bool:
+        return self.eps > 0
+
+    def __call__(self, x: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
+        return x, (1 - self.eps) * target + self.eps / target.shape[-1]

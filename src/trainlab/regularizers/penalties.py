@@ -50,7 +50,9 @@ def penalized_parameters(net: nn.Module, include_bias: bool = False, include_nor
 
 
 class WeightPenalty:
-    """``l1 * sum|w| + l2 * sum(w^2)`` over :func:`penalized_parameters`."""
+    """``l1 * sum|w| + l2 * sum(w^2)`` over :func:`penalized_parameters`: a term added to the training loss."""
+
+    stage = "loss"
 
     def __init__(self, l1: float = 0.0, l2: float = 0.0, include_bias: bool = False, include_norm: bool = False):
         for key, value in (("l1", l1), ("l2", l2)):
@@ -70,3 +72,27 @@ class WeightPenalty:
 
     def __repr__(self) -> str:
         return f"WeightPenalty(l1={self.l1}, l2={self.l2})"
+
+
+class L1(WeightPenalty):
+    """``regularizer=[l1]``: ``weight * sum|w|``."""
+
+    def __init__(self, weight: float = 1e-5, include_bias: bool = False, include_norm: bool = False) -> None:
+        super().__init__(l1=weight, include_bias=include_bias, include_norm=include_norm)
+
+
+class L2(WeightPenalty):
+    """``regularizer=[l2]``: ``weight * sum(w^2)`` (SGD's ``weight_decay=l`` is the gradient of ``(l/2) sum(w^2)``:
+    ``weight=l`` equals ``weight_decay=2l``)."""
+
+    def __init__(self, weight: float = 1e-4, include_bias: bool = False, include_norm: bool = False) -> None:
+        super().__init__(l2=weight, include_bias=include_bias, include_norm=include_norm)
+
+
+class ElasticNet(WeightPenalty):
+    """``regularizer=[elastic_net]`` (Zou & Hastie 2005): ``l1_weight * sum|w| + l2_weight * sum(w^2)``."""
+
+    def __init__(
+        self, l1_weight: float = 1e-5, l2_weight: float = 1e-4, include_bias: bool = False, include_norm: bool = False
+    ) -> None:
+        super().__init__(l1=l1_weight, l2=l2_weight, include_bias=include_bias, include_norm=include_norm)

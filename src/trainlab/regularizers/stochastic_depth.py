@@ -15,6 +15,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from trainlab.techniques import LayerRegularizer
+
 
 def survival_probabilities(num_blocks: int, p_L: float = 0.5) -> list[float]:
     """The linear decay rule: p_l = 1 - (l / L) (1 - p_L) for l = 1..L."""
@@ -43,3 +45,18 @@ class StochasticDepth(nn.Module):
 
     def extra_repr(self) -> str:
         return f"survival={self.survival:.4f}"
+
+
+class LinearDecay(LayerRegularizer):
+    """``regularizer=[stochastic_depth]``: residual networks take it as their ``stochastic_depth`` argument and
+    wrap residual block l of L in :class:`StochasticDepth` with survival ``survival(L)[l - 1]`` (the linear decay
+    rule of :func:`survival_probabilities`)."""
+
+    argument = "stochastic_depth"
+
+    def __init__(self, p_L: float = 0.5) -> None:  # noqa: N803 - the paper's name
+        survival_probabilities(1, p_L)  # its own check, now
+        self.p_L = float(p_L)
+
+    def survival(self, num_blocks: int) -> list[float]:
+        return survival_probabilities(num_blocks, self.p_L)
