@@ -48,7 +48,15 @@ def check_data(datamodule: pl.LightningDataModule) -> None:
 
 def build_datamodule(cfg: DictConfig) -> pl.LightningDataModule:
     """The data module; with ``data.loader=dataloader`` it also gets the per-sample twin of the pixel augmentation."""
-    datamodule = instantiate(cfg.data)
+    # num_classes and input_shape are declared once in the data config for the other configs to read
+    # (${data.num_classes}); the data module receives them only if its constructor asks for them
+    params = inspect.signature(hydra.utils.get_class(cfg.data._target_)).parameters
+    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+    declared = [k for k in ("num_classes", "input_shape") if k in cfg.data and not (takes_any or k in params)]
+    data_cfg = cfg.data
+    if declared:
+        data_cfg = {k: v for k, v in OmegaConf.to_container(cfg.data, resolve=True).items() if k not in declared}
+    datamodule = instantiate(data_cfg)
     if getattr(datamodule, "loader", "memory") == "dataloader":
         from trainlab.augment import per_sample_transform
 

@@ -142,7 +142,9 @@ class Classifier(LightningModule):
     def setup(self, stage: str) -> None:
         fitted = getattr(self.preprocess, "fitted", None)
         if stage == "fit" and fitted is not None and not bool(fitted):
-            self.preprocess.fit(self.trainer.datamodule.train_images())
+            from trainlab.data.datamodule import train_images
+
+            self.preprocess.fit(train_images(self.trainer.datamodule))
 
     def loss(self, logits: Tensor, target: Tensor) -> Tensor:
         """Cross-entropy against class indices ``[N]`` or class probabilities ``[N, C]`` (mixed, smoothed)."""

@@ -376,6 +376,11 @@ def parse_command_line(args: Sequence[str], config_name: str = "train") -> Comma
         dirs.append(config_path if config_path.is_absolute() else Path(__file__).resolve().parent / config_path)
     else:
         dirs.append(CONFIG_DIR)
+    for extra in _searchpath(ns.overrides):  # hydra.searchpath=[file://my/configs]: their groups' options count too
+        if extra.startswith("pkg://"):
+            skipped = skipped or f"hydra.searchpath has {extra}: configs in a package are not checked before Hydra"
+        else:
+            dirs.append(Path(extra.removeprefix("file://")).resolve())
     if ns.shell_completion:
         skipped = "-sc: the arguments are shell-completion commands"
     elif ns.experimental_rerun is not None:
@@ -384,6 +389,25 @@ def parse_command_line(args: Sequence[str], config_name: str = "train") -> Comma
         skipped = f"config {name!r} is not a file of {', '.join(map(str, dirs))}: Hydra looks for it"
     prints_only = ns.help or ns.hydra_help or ns.cfg is not None or ns.info is not None or ns.shell_completion
     return CommandLine(tuple(ns.overrides), name, tuple(dirs), runs_job=not prints_only, check_skipped=skipped)
+
+
+def _searchpath(overrides: Sequence[str]) -> list[str]:
+    """The entries of a ``hydra.searchpath=[...]`` override (``file://dir``, ``pkg://package``, or a plain dir)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import OverrideParseException
+
+    lines = [o for o in overrides if o.lstrip("+").startswith("hydra.searchpath=")]
+    if not lines:
+        return []
+    try:
+        parsed = OverridesParser.create().parse_overrides(lines)
+    except OverrideParseException:
+        return []  # Hydra says what is wrong with it
+    entries: list[str] = []
+    for override in parsed:
+        value = _plain(override.value())
+        entries += [str(v) for v in (value if isinstance(value, list) else [value])]
+    return entries
 
 
 def _plain(value: Any) -> Any:

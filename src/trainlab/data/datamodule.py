@@ -118,3 +118,12 @@ class _TransformDataset(torch.utils.data.Dataset):
     def __getitem__(self, i: int):
         x = self.x[i]
         return (self.transform(x) if self.transform is not None else x), self.y[i]
+
+
+def train_images(datamodule) -> torch.Tensor:
+    """All training inputs, for statistics (preprocessing, SWA's BatchNorm pass): the data module's own
+    ``train_images()`` when it has one (in order, without augmentation), else every batch of its
+    ``train_dataloader()`` (any ``LightningDataModule``; its transforms, if any, are applied)."""
+    if hasattr(datamodule, "train_images"):
+        return datamodule.train_images()
+    return torch.cat([batch[0] for batch in datamodule.train_dataloader()])

@@ -32,7 +32,7 @@ class _TestsTheAverage(Ensemble):
             super().on_load_checkpoint(trainer, pl_module, checkpoint)
 
     def report(self, trainer, module, x, y):
-        batch = trainer.datamodule.eval_batch_size
+        batch = getattr(trainer.datamodule, "eval_batch_size", 256)
         tested = self.load(trainer.ckpt_path, module.device)
         averaged = test_probabilities(module, tested["state_dict"], x, batch)
         raw_state = tested.get("current_model_state") or self.load(self.last_ckpt, module.device)["current_model_state"]
@@ -73,8 +73,12 @@ class SWA(_TestsTheAverage, WeightAveraging):
                 norm.momentum = None  # a cumulative average over the pass, as torch.optim.swa_utils.update_bn
             was_training = pl_module.training
             pl_module.train()
+            from trainlab.data.datamodule import train_images
+
             datamodule = trainer.datamodule
-            for x in datamodule.train_images().split(datamodule.batch_size):  # in order, without augmentation
+            for x in train_images(datamodule).split(
+                getattr(datamodule, "batch_size", 256)
+            ):  # in order, without augmentation
                 pl_module(x.to(pl_module.device))
             pl_module.train(was_training)
             for norm, momentum in zip(norms, momenta, strict=True):

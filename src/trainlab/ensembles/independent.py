@@ -102,7 +102,7 @@ class Independent(Ensemble):
         return IndependentEnsemble(members, vectorize=self.vectorize)
 
     def report(self, trainer, module, x, y):
-        batch = trainer.datamodule.eval_batch_size
+        batch = getattr(trainer.datamodule, "eval_batch_size", 256)
         module.load_state_dict(self.load(trainer.ckpt_path, module.device)["state_dict"])
         module.eval()
         with torch.no_grad():

@@ -101,7 +101,7 @@ class SnapshotEnsemble(Ensemble):
         return partial(snapshot_schedule, total_steps=None, cycles=self.cycles, epochs=self.epochs or None)
 
     def report(self, trainer, module, x, y):
-        batch = trainer.datamodule.eval_batch_size
+        batch = getattr(trainer.datamodule, "eval_batch_size", 256)
         device = module.device
         probs = [test_probabilities(module, self.load(path, device)["state_dict"], x, batch) for path in self.members()]
         return ensemble_report(probs, y)
