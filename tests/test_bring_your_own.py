@@ -36,7 +36,7 @@ class ConstantPenalty:
         return torch.tensor(self.value)
 
 
-class NegateImages(torch.nn.Module):
+class CountBatches(torch.nn.Module):
     """A normalized-stage technique that counts the batches it sees (written to `count_file` at the end)."""
 
     stage = "normalized"
@@ -105,7 +105,9 @@ class PlainDigits(pl.LightningDataModule):
 
 CONFIGS = {
     "regularizer/constant.yaml": "constant:\n  _target_: user_techniques.ConstantPenalty\n  value: 0.25\n",
-    "augment/counted.yaml": "counted:\n  _target_: user_techniques.NegateImages\n  count_file: ${paths.output_dir}/calls\n",
+    "augment/counted.yaml": (
+        "counted:\n  _target_: user_techniques.CountBatches\n  count_file: ${paths.output_dir}/calls\n"
+    ),
     "model/tiny.yaml": (
         "_target_: user_model.Tiny\nnum_classes: ${data.num_classes}\ninput_shape: ${data.input_shape}\n"
         "hidden: 32\ntemperature: 1.0\n"
