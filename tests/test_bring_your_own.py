@@ -171,3 +171,16 @@ def test_a_plain_lightning_datamodule_trains_under_the_default_config(tmp_path, 
     state = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
     assert torch.allclose(state["preprocess.mean"].flatten(), train_x.mean().view(1), atol=1e-6)
     assert torch.allclose(state["preprocess.std"].flatten(), train_x.std().view(1), rtol=1e-3)
+
+
+def test_the_rules_of_trainlabs_own_classes_do_not_judge_a_users_class(make_cfg) -> None:
+    """model.pool must be max/avg/none for trainlab's CNN; a user's network with a `pool` of its own is not refused."""
+    from trainlab.errors import ConfigError
+    from trainlab.validate import validate
+
+    with pytest.raises(ConfigError, match=r"model\.pool='sum': the CNN's pooling must be one of max, avg, none"):
+        validate(make_cfg("model=cnn", "model.pool=sum"))
+    validate(make_cfg("model=cnn", "model._target_=user_model.Net", "model.pool=sum", "model.hidden=0"))
+    with pytest.raises(ConfigError, match=r"data\.batch_size=0"):
+        validate(make_cfg("data.batch_size=0"))
+    validate(make_cfg("data._target_=user_data.Loader", "data.batch_size=0"))  # its own constructor decides

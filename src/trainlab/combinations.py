@@ -5,9 +5,11 @@ composed config, before torch is imported and before anything is written: a refu
 problem, naming both settings, their values and what is allowed (exit code 2). The classes keep their own checks
 as a second line for people who build them from Python.
 
-What a model accepts is read from its source, not from a hand-kept list: the class named by ``model._target_`` is
-found on disk and parsed with :mod:`ast` (its constructor's parameters: the layer regularizers it can apply; its
-``needs_images`` class attribute: whether it takes ``[C, H, W]`` images only). Nothing is imported.
+What a model accepts and what a technique is are read from their source, not from hand-kept lists: the class a
+``_target_`` names is found on disk and parsed with :mod:`ast`. A model's constructor parameters say which layer
+regularizers it can apply and its ``needs_images`` class attribute whether it takes ``[C, H, W]`` images only; a
+layer regularizer's ``argument`` class attribute says which constructor argument it needs
+(:class:`trainlab.techniques.LayerRegularizer`). Nothing is imported.
 
 Each rule carries the command lines it refuses (``examples``); ``tests/test_combinations.py`` runs every one of
 them through ``trainlab-train``, so a new rule is tested by adding its row here.
@@ -28,12 +30,6 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from trainlab import CONFIG_DIR
 
-#: regularizers that are loss terms (handled by the LightningModule)
-PENALTIES = ("l1", "l2", "elastic_net")
-#: regularizers that are layers: passed to the network's constructor as keyword arguments of the same name
-LAYER_REGULARIZERS = ("dropout", "alpha_dropout", "dropconnect", "fractional_pool", "stochastic_depth")
-#: regularizers that act on the batch and its targets in the training step
-BATCH_REGULARIZERS = ("mixup", "cutmix", "label_smoothing")
 #: preprocessing methods whose output is a vector (the top principal components), not an image
 VECTOR_PREPROCESS = ("pca", "pca_whiten")
 
@@ -100,11 +96,15 @@ def _pca_vectors(cfg: DictConfig) -> str | None:
 
 @dataclass(frozen=True)
 class ModelSource:
-    """What the source of a network class says: its constructor's parameters (None: unknown, or ``**kwargs``) and
-    whether it takes images only."""
+    """What the source of a class says: its constructor's parameters (None: unknown, or ``**kwargs``), whether it
+    takes images only (``needs_images``), and its other class attributes that are constants (``argument``...)."""
 
     params: frozenset[str] | None
     needs_images: bool
+    attributes: tuple[tuple[str, Any], ...] = ()
+
+    def attribute(self, name: str) -> Any:
+        return dict(self.attributes).get(name)
 
 
 def _module_file(module: str) -> Path | None:
@@ -142,19 +142,21 @@ def model_source(target: str) -> ModelSource:
     node = classes.get(name)
     if node is None:
         return unknown
-    needs_images = False
     params: frozenset[str] | None = None
+    attributes: dict[str, Any] = {}
     for item in node.body:
         targets = (
             item.targets if isinstance(item, ast.Assign) else [item.target] if isinstance(item, ast.AnnAssign) else []
         )
-        if any(isinstance(t, ast.Name) and t.id == "needs_images" for t in targets):
-            needs_images = isinstance(item.value, ast.Constant) and item.value.value is True
+        for t in targets:
+            if isinstance(t, ast.Name) and isinstance(getattr(item, "value", None), ast.Constant):
+                attributes[t.id] = item.value.value
         if isinstance(item, ast.FunctionDef) and item.name == "__init__":
             args = item.args
             if args.kwarg is None:
                 params = frozenset(a.arg for a in [*args.posonlyargs, *args.args, *args.kwonlyargs][1:])
-    return ModelSource(params=params, needs_images=needs_images)
+    needs_images = attributes.get("needs_images") is True
+    return ModelSource(params=params, needs_images=needs_images, attributes=tuple(attributes.items()))
 
 
 @functools.lru_cache(maxsize=1)
@@ -198,8 +200,10 @@ def _layer_regularizer_vs_model(cfg: DictConfig) -> list[str]:
     name, source = model
     problems = []
     for reg in _names(cfg, "regularizer"):
-        if reg in LAYER_REGULARIZERS and reg not in source.params:
-            works = _models_where(lambda s, reg=reg: s.params is None or reg in s.params)
+        target = _get(cfg, f"regularizer.{reg}._target_")
+        argument = model_source(target).attribute("argument") if isinstance(target, str) else None
+        if isinstance(argument, str) and argument not in source.params:  # a layer the model cannot build
+            works = _models_where(lambda s, a=argument: s.params is None or a in s.params)
             problems.append(f"regularizer={reg} does not apply to model={name}; it works with {works}")
     return problems
 

@@ -30,13 +30,19 @@ from trainlab.errors import ConfigError
 
 Bound = float | Callable[[DictConfig], float] | None
 
+#: owners of the model and data rules below (Rule.owners)
+MLP, CNN, RESNET = "trainlab.models.mlp.MLP", "trainlab.models.cnn.CNN", "trainlab.models.resnet.ResNet"
+TRAINLAB_DATA = ("trainlab.data.",)
+
 
 @dataclass(frozen=True)
 class Rule:
     """``key`` (dotted; checked when present and not null) must be ``kind`` within the bounds.
 
     ``kind``: ``int``, ``number``, ``bool`` or ``choice``. ``low``/``high`` may depend on the config (a
-    callable), e.g. the image size. ``what`` says in a few words what the setting is.
+    callable), e.g. the image size. ``what`` says in a few words what the setting is. ``owners``: the classes
+    (``_target_`` of the key's group; a name ending in ``.`` is a package prefix) whose setting it is: a rule of
+    trainlab's CNN does not judge a user's model that happens to have a ``pool`` argument. Empty: every class.
     """
 
     key: str
@@ -47,6 +53,15 @@ class Rule:
     low_open: bool = False
     high_open: bool = False
     choices: tuple[str, ...] = ()
+    owners: tuple[str, ...] = ()
+
+    def applies(self, cfg: DictConfig) -> bool:
+        if not self.owners:
+            return True
+        target = OmegaConf.select(cfg, f"{self.key.split('.')[0]}._target_", default=None)
+        return isinstance(target, str) and any(
+            target.startswith(o) if o.endswith(".") else target == o for o in self.owners
+        )
 
     def allowed(self, cfg: DictConfig) -> str:
         if self.kind == "bool":
@@ -99,19 +114,19 @@ UNIT_HIGH_OPEN = {"low": 0.0, "high": 1.0, "high_open": True}  # [0, 1)
 #: every documented setting with a type and a range
 RULES: tuple[Rule, ...] = (
     # data
-    Rule("data.batch_size", "int", "samples per batch", low=1),
-    Rule("data.eval_batch_size", "int", "samples per evaluation batch", low=1),
-    Rule("data.num_workers", "int", "DataLoader worker processes", low=0),
-    Rule("data.loader", "choice", "how batches are made", choices=("memory", "dataloader")),
-    Rule("data.val_fraction", "number", "share of digits held out for validation", **OPEN_UNIT),
-    Rule("data.test_fraction", "number", "share of digits held out for testing", **OPEN_UNIT),
-    Rule("data.val_size", "int", "training images held out for validation", low=1),
-    Rule("data.split_seed", "int", "seed of the train/validation split", low=0),
+    Rule("data.batch_size", "int", "samples per batch", low=1, owners=TRAINLAB_DATA),
+    Rule("data.eval_batch_size", "int", "samples per evaluation batch", low=1, owners=TRAINLAB_DATA),
+    Rule("data.num_workers", "int", "DataLoader worker processes", low=0, owners=TRAINLAB_DATA),
+    Rule("data.loader", "choice", "how batches are made", choices=("memory", "dataloader"), owners=TRAINLAB_DATA),
+    Rule("data.val_fraction", "number", "share of digits held out for validation", **OPEN_UNIT, owners=TRAINLAB_DATA),
+    Rule("data.test_fraction", "number", "share of digits held out for testing", **OPEN_UNIT, owners=TRAINLAB_DATA),
+    Rule("data.val_size", "int", "training images held out for validation", low=1, owners=TRAINLAB_DATA),
+    Rule("data.split_seed", "int", "seed of the train/validation split", low=0, owners=TRAINLAB_DATA),
     # model
-    Rule("model.depth", "int", "hidden layers (MLP) or layers (ResNet)", low=1),
-    Rule("model.width", "int", "units or channels per layer", low=1),
-    Rule("model.hidden", "int", "units of the CNN's hidden layer", low=1),
-    Rule("model.pool", "choice", "the CNN's pooling", choices=("max", "avg", "none")),
+    Rule("model.depth", "int", "hidden layers (MLP) or layers (ResNet)", low=1, owners=(MLP, RESNET)),
+    Rule("model.width", "int", "units or channels per layer", low=1, owners=(MLP, RESNET)),
+    Rule("model.hidden", "int", "units of the CNN's hidden layer", low=1, owners=(CNN,)),
+    Rule("model.pool", "choice", "the CNN's pooling", choices=("max", "avg", "none"), owners=(CNN,)),
     # activation, init, preprocess
     Rule("activation.negative_slope", "number", "slope for x < 0", low=0),
     Rule("activation.alpha", "number", "ELU's saturation value", low=0, low_open=True),
@@ -201,7 +216,7 @@ RULES: tuple[Rule, ...] = (
     Rule("extras.print_config", "bool", "whether to print the config tree"),
     Rule("extras.ignore_warnings", "bool", "whether to silence Python warnings"),
     Rule("extras.curves", "bool", "whether to plot the learning curves"),
-    Rule("data.download", "bool", "whether to download missing data files"),
+    Rule("data.download", "bool", "whether to download missing data files", owners=TRAINLAB_DATA),
     Rule("trainer.enable_progress_bar", "bool", "the progress bar"),
     Rule("trainer.enable_model_summary", "bool", "the model summary"),
     Rule("ensemble.vectorize", "bool", "whether the members run as one batched network"),
@@ -244,7 +259,7 @@ def validate(cfg: DictConfig) -> None:
     bad = set()
     for rule in RULES:
         value = OmegaConf.select(cfg, rule.key, default=None, throw_on_resolution_failure=False)
-        if value is None or isinstance(value, DictConfig | ListConfig):
+        if value is None or isinstance(value, DictConfig | ListConfig) or not rule.applies(cfg):
             continue
         if not rule.check(value, cfg):
             problems.append(f"{rule.key}={value!r}: {rule.what} must be {rule.allowed(cfg)}")
