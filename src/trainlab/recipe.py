@@ -61,7 +61,7 @@ def _advice(loss: float, expected: float, config: dict[str, Any] | None = None) 
         act = activation.get("name") or "relu"
         scheme = init.get("scheme") or "default"
         if scheme == "default" and activation.get("preferred_init"):
-            scheme = activation["preferred_init"]  # what the run really uses (trainlab.run.build_single_net)
+            scheme = activation["preferred_init"]  # what the run really uses (trainlab.build.build_single_net)
         usual = USUAL_INIT.get(act, "kaiming")
         knobs = [f"init.{k}={init[k]}" for k in ("std", "gain") if init.get(k) is not None]
         used = f"init={scheme}" + (f" ({', '.join(knobs)})" if knobs else "")

@@ -46,7 +46,7 @@ class InMemoryDataModule(LightningDataModule, ABC):
         self.eval_batch_size = eval_batch_size or max(batch_size, 256)
         self.loader = loader
         self.num_workers = num_workers
-        #: per-sample transform of training images for ``loader=dataloader`` (set by trainlab.run)
+        #: per-sample transform of training images for ``loader=dataloader`` (set by trainlab.build)
         self.train_transform = None
         self.splits: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
 
