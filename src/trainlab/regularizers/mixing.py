@@ -29,6 +29,9 @@ def sample_lambda(alpha: float) -> float:
 
 
 class Mixup:
+    """mixup (Zhang et al. 2018): ``lambda ~ Beta(alpha, alpha)`` per batch, inputs and targets mixed with a
+    partner from a random permutation of the batch (see the module docstring)."""
+
     stage, exclusive = "batch", True
 
     def __init__(self, alpha: float = 0.2) -> None:
@@ -50,6 +53,9 @@ class Mixup:
 
 
 class CutMix:
+    """CutMix (Yun et al. 2019): a box of area ``(1 - lambda)`` pasted from a partner, targets mixed by the box's
+    actual area (see the module docstring)."""
+
     stage, exclusive = "batch", True
 
     def __init__(self, alpha: float = 1.0) -> None:
