@@ -180,15 +180,15 @@ def evaluate_ensemble(cfg: DictConfig, paths: list[str], configs: list[dict[str,
     datamodule = build.build_datamodule(cfg)
     datamodule.setup("test")
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    x_test, y_test = (t.to(device) for t in datamodule.splits["test"])
+    from trainlab.ensembles import ensemble_report, test_probabilities, test_split
 
-    from trainlab.ensembles import ensemble_report, test_probabilities
+    x_test, y_test = test_split(datamodule, device)
 
     member_probs = []
     for path, saved in zip(paths, configs, strict=True):
         module = build.build_module(with_saved_config(cfg, saved, checkpoints.MODEL_KEYS)).to(device)
         state = checkpoints.load_checkpoint(path, trusted=trusted)["state_dict"]
-        member_probs.append(test_probabilities(module, state, x_test, datamodule.eval_batch_size))
+        member_probs.append(test_probabilities(module, state, x_test, getattr(datamodule, "eval_batch_size", 256)))
     report = ensemble_report(member_probs, y_test)
     for path, acc in zip(paths, report["test/acc_members"], strict=True):
         log.info(f"member {path}: test/acc {acc:.4f}")

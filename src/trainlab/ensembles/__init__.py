@@ -50,9 +50,8 @@ def ensemble_report(
     }
 
 
-def test_batches(trainer, device: torch.device) -> tuple[Tensor, Tensor]:
+def test_split(datamodule, device: torch.device) -> tuple[Tensor, Tensor]:
     """The whole test split as one tensor of inputs and one of labels, from the data module's test dataloader."""
-    datamodule = trainer.datamodule
     datamodule.setup("test")
     xs, ys = zip(*((x.to(device), y.to(device)) for x, y in datamodule.test_dataloader()), strict=True)
     return torch.cat(xs), torch.cat(ys)
@@ -94,7 +93,7 @@ class Ensemble(Callback):
     def on_test_end(self, trainer, pl_module) -> None:
         if not getattr(self, "fitted", False) or not trainer.ckpt_path:
             return
-        x, y = test_batches(trainer, pl_module.device)
+        x, y = test_split(trainer.datamodule, pl_module.device)
         self.run_metrics = self.report(trainer, pl_module, x, y)
         for logger in trainer.loggers:
             logger.log_metrics({k: v for k, v in self.run_metrics.items() if isinstance(v, float)})
