@@ -10,7 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from trainlab.classifier import Classifier, _rng_state, _set_rng_state, hard_labels
+from trainlab import rng
+from trainlab.classifier import Classifier, hard_labels
 
 
 def make_classifier(**kwargs) -> Classifier:
@@ -41,7 +42,8 @@ def test_accuracy_uses_hard_labels_of_soft_targets():
     clf = Classifier(net=net, num_classes=3, optimizer=partial(torch.optim.SGD, lr=0.1))
     x = torch.tensor([[1.0, 0, 0], [1.0, 0, 0]])  # logits [5, 0, 0] twice: right for the first, wrong for the second
     clf.training_step((x, soft), 0)
-    assert clf.train_sums[1].item() == 1 and clf._train_samples == 2  # 1 of 2 correct: accuracy 0.5
+    assert clf.train_acc.tp.item() == 1 and clf.train_loss.weight.item() == 2  # 1 of 2 correct: accuracy 0.5
+    assert clf.train_acc.compute().item() == 0.5
 
 
 def test_onecycle_total_steps_is_filled_from_the_trainer():
@@ -65,8 +67,8 @@ def test_rng_state_round_trip_reproduces_draws():
 
     import numpy as np
 
-    state = _rng_state()
+    state = rng.capture()
     a = (torch.rand(3), np.random.rand(3), random.random())
-    _set_rng_state(state)
+    rng.restore(state)
     b = (torch.rand(3), np.random.rand(3), random.random())
     assert torch.equal(a[0], b[0]) and np.array_equal(a[1], b[1]) and a[2] == b[2]

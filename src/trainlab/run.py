@@ -20,6 +20,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from pytorch_lightning.callbacks import Callback, LearningRateMonitor, ModelSummary, ProgressBar
 from pytorch_lightning.loggers import Logger
 
+from trainlab import rng
 from trainlab.classifier import SCHEDULER_KEYS, Classifier
 
 # the three kinds of regularizer (loss terms, layers passed to the network's constructor, batch transforms) are
@@ -202,12 +203,12 @@ def build_net(cfg: DictConfig, input_shape: tuple[int, ...] | None = None) -> to
     if size < 2:
         raise ValueError(f"ensemble.size={size} must be >= 2")
     base_seed = cfg.get("seed") if cfg.get("seed") is not None else int(torch.initial_seed() % 2**31)
-    state = torch.get_rng_state()
+    state = rng.capture()
     members = []
     for k in range(size):
         torch.manual_seed(base_seed + k)
         members.append(build_single_net(cfg, input_shape))
-    torch.set_rng_state(state)
+    rng.restore(state)
     return IndependentEnsemble(members, vectorize=bool(ensemble.get("vectorize", True)))
 
 

@@ -260,7 +260,7 @@ def fit_and_test(cfg: DictConfig, trainer, model, datamodule) -> dict[str, Any]:
             for logger in trainer.loggers:
                 logger.log_metrics({k: v for k, v in report.items() if isinstance(v, float)})
 
-    history = list(model.history)
+    history = list(model.history.epochs)
     if history and trainer.is_global_zero and (cfg.get("extras") or {}).get("curves", True):
         from trainlab.curves import diagnose, plot_curves
 
