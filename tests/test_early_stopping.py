@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import math
+from types import SimpleNamespace
 
 import pytest
 import torch
 
+from trainlab.callbacks.divergence import DivergenceGuard
 from trainlab.classifier import DivergenceError
 from trainlab.train import train
 
@@ -59,6 +62,58 @@ def test_divergence_stops_with_the_step_and_keeps_the_last_good_checkpoint(make_
     assert math.isfinite(
         float(last["callbacks"][next(k for k in last["callbacks"] if "ModelCheckpoint" in k)]["best_model_score"])
     )
+
+
+def test_the_diverged_weights_are_never_validated_nor_saved_when_checkpoints_follow_validation(make_cfg, tmp_path):
+    """With validation every second epoch, Lightning saves the checkpoints after validation, before the epoch's
+    end: the guard stops the run before that validation (epoch 1, where the loss explodes)."""
+    cfg = make_cfg(
+        "optimizer=sgd",
+        "optimizer.lr=0.05",
+        "scheduler=step",
+        "scheduler.step_size=1",
+        "scheduler.gamma=1e4",
+        "trainer.max_epochs=5",
+        "trainer.check_val_every_n_epoch=2",
+    )
+    with pytest.raises(DivergenceError, match=r"NaN/inf at step (2\d|3\d) \(epoch 1\)"):
+        train(cfg)
+    for path in (tmp_path / "checkpoints").glob("*.ckpt"):
+        state = torch.load(path, weights_only=True)["state_dict"]
+        assert all(torch.isfinite(v).all() for v in state.values() if v.is_floating_point()), path
+    rows = list(csv.DictReader((tmp_path / "csv" / "metrics.csv").open()))
+    assert not [r for r in rows if r.get("val/loss")]  # no validation ran after the sanity check
+
+
+def test_the_guard_names_the_first_bad_step_and_reads_it_only_at_its_checks():
+    guard = DivergenceGuard()
+    optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.05)
+    trainer = SimpleNamespace(
+        global_step=0, current_epoch=3, sanity_checking=False, state=SimpleNamespace(fn="fit"), optimizers=[optimizer]
+    )
+    guard.on_train_start(trainer, None)
+    for step, loss in enumerate([1.0, 2.0, float("nan"), float("inf"), 1.0]):
+        trainer.global_step = step
+        guard.on_before_backward(trainer, None, torch.tensor(loss))
+    assert guard.first_bad_step.device.type == "cpu" and guard.first_bad_step.ndim == 0  # a tensor, not read yet
+    trainer.sanity_checking = True
+    guard.on_validation_epoch_start(trainer, None)  # the sanity check validates the initial weights: no check
+    trainer.sanity_checking = False
+    message = r"NaN/inf at step 2 \(epoch 3\).*optimizer.lr=0.05 now; e.g. optimizer.lr=0.005"
+    with pytest.raises(DivergenceError, match=message):
+        guard.on_validation_epoch_start(trainer, None)
+    with pytest.raises(DivergenceError, match=message):
+        guard.on_train_epoch_end(trainer, None)
+    guard.on_train_start(trainer, None)  # a new fit starts with a clean record
+    guard.on_train_epoch_end(trainer, None)
+
+
+def test_a_run_without_the_configs_callbacks_still_has_the_guard_and_the_curves(make_cfg, tmp_path):
+    metrics = train(make_cfg("callbacks=none", "trainer.max_epochs=2", "test=false"))
+    assert metrics["epochs"] == 2 and metrics["diagnosis"] and (tmp_path / "curves.png").is_file()  # the history
+    cfg = make_cfg("callbacks=none", "optimizer=sgd", "optimizer.lr=1e30", "trainer.max_epochs=2", subdir="diverging")
+    with pytest.raises(DivergenceError, match=r"NaN/inf at step \d+ \(epoch 0\)"):
+        train(cfg)
 
 
 def test_last_checkpoint_is_the_latest_epoch_not_the_latest_improvement(make_cfg, tmp_path, scripted_val_acc):

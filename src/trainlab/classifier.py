@@ -4,25 +4,27 @@ from __future__ import annotations
 
 import inspect
 import logging
-import random
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from pytorch_lightning import Callback, LightningModule
 from torch import Tensor, nn
-from torchmetrics import MaxMetric, MeanMetric
+from torchmetrics import MaxMetric, MeanMetric, Metric
 from torchmetrics.classification import MulticlassAccuracy
 
-from trainlab.errors import DivergenceError
+from trainlab import rng
+from trainlab.callbacks.divergence import DivergenceError, DivergenceGuard
+from trainlab.callbacks.history import History
 from trainlab.techniques import Techniques
 
 log = logging.getLogger("trainlab")
 
 #: keys of a scheduler config that trainlab reads and does not pass to the scheduler class
 SCHEDULER_KEYS = ("interval", "monitor", "frequency")
+
+__all__ = ["Classifier", "DivergenceError", "SCHEDULER_KEYS", "hard_labels", "schedule_resume_error"]
 
 
 def hard_labels(target: Tensor) -> Tensor:
@@ -40,8 +42,16 @@ class Classifier(LightningModule):
     [0, 1] images.
 
     Loss: cross-entropy, which accepts class indices or (mixed or smoothed) class probabilities; accuracy is
-    always measured against the hard labels. Metrics are accumulated on the device and logged once per epoch as
-    ``train/loss``, ``train/acc``, ``val/loss``, ``val/acc``, ``val/acc_best``, ``test/loss``, ``test/acc``.
+    always measured against the hard labels. Metrics (torchmetrics, one set per stage) are accumulated on the
+    device without a host synchronisation per step, and computed, reduced over processes and logged once per
+    epoch as ``train/loss``, ``train/acc``, ``val/loss``, ``val/acc``, ``val/acc_best``, ``test/loss``,
+    ``test/acc`` (and ``train/reg_loss``). A loss is the mean over the epoch's samples; an ensemble's training loss
+    is its mean member's, its accuracy that of its prediction.
+
+    Every fit also has two callbacks of its own (:meth:`configure_callbacks`, whatever the config's ``callbacks``
+    say): :class:`~trainlab.callbacks.history.History`, the per-epoch curves (``model.history.epochs``) and
+    :class:`~trainlab.callbacks.divergence.DivergenceGuard`, which stops training at the first NaN/inf loss
+    (``divergence_guard = False`` leaves it out).
 
     Args:
         net: the network.
@@ -57,8 +67,8 @@ class Classifier(LightningModule):
         channels_last: keep the network's weights and its 4-D inputs in the channels-last memory format (faster
             convolutions on recent CPUs and on GPUs with tensor cores; no effect on the values).
         compile: ``torch.compile`` the network for training and evaluation: ``None``/``False`` (off), ``True``, or
-            the keyword arguments of ``torch.compile`` (``{"mode": "max-autotune"}``). The compiled wrapper is not
-            a submodule, so checkpoints keep the plain network's parameter names.
+            the keyword arguments of ``torch.compile`` (``{"mode": "max-autotune"}``). The network is compiled in
+            place (``nn.Module.compile``), so checkpoints keep its parameter names.
         config: the run's resolved config (plain containers). It is stored in every checkpoint so that
             ``trainlab-eval`` can rebuild the model from the checkpoint alone.
     """
@@ -94,45 +104,29 @@ class Classifier(LightningModule):
         if self.channels_last:
             self.net.to(memory_format=torch.channels_last)
         self.compile_options = None if not compile else ({} if compile is True else dict(compile))
-        # torch.compile's wrapper of the network, kept out of the submodules (None: call the network itself)
-        object.__setattr__(self, "_compiled_net", None)
         if self.compile_options is not None:
-            object.__setattr__(self, "_compiled_net", torch.compile(self.net, **self.compile_options))
+            self.net.compile(**self.compile_options)
 
-        self.val_loss, self.test_loss = MeanMetric(), MeanMetric()
-        # training totals, summed on the device without a host sync: [sum of loss x samples, correct, sum of the
-        # regularization loss]; the sample and step counts are known on the host. Read once per epoch.
-        # (torchmetrics' update costs ~60 us more per step; it remains for validation and test.)
-        self.register_buffer("train_sums", torch.zeros(3), persistent=False)
-        self._train_samples = self._train_steps = 0
-        self.val_acc = MulticlassAccuracy(num_classes, average="micro")
-        self.test_acc = MulticlassAccuracy(num_classes, average="micro")
-        # the first optimizer step whose loss was not finite (-1: none); kept on the device, read once per epoch
-        self.register_buffer("first_bad_step", torch.tensor(-1), persistent=False)
+        # one set of metrics per stage, accumulated on the device; a loss is the mean over samples (_update_loss)
+        self.train_loss, self.train_acc = _mean(), MulticlassAccuracy(num_classes, average="micro")
+        self.val_loss, self.val_acc = _mean(), MulticlassAccuracy(num_classes, average="micro")
+        self.test_loss, self.test_acc = _mean(), MulticlassAccuracy(num_classes, average="micro")
+        self.train_reg_loss = _mean()  # the mean over the steps
         self.val_acc_best = MaxMetric()
         self.val_acc_best.persistent(True)  # saved in checkpoints, so a resumed run keeps its best
         #: per-epoch train/val loss and accuracy (for curves.png and the diagnosis); stored in checkpoints
-        self.history: list[dict[str, float]] = []
+        self.history = History()
         #: stop training when the loss turns NaN/inf (off for the learning-rate range test, which diverges on purpose)
         self.divergence_guard = True
 
-    def __setattr__(self, name: str, value: Any) -> None:
-        # Lightning sets `_current_fx_name` twice around every hook call, ~50 times per training step; through
-        # nn.Module.__setattr__ (parameter/buffer/module bookkeeping) that costs ~0.2 ms per step on a 2-core CPU.
-        # These names are plain attributes, never parameters, buffers or modules: store them directly.
-        if name in _PLAIN_ATTRIBUTES:
-            object.__setattr__(self, name, value)
-        else:
-            super().__setattr__(name, value)
-
     def configure_callbacks(self) -> list[Callback]:
-        return self.technique_callbacks
+        """The callbacks every fit of this module has, added to the trainer's (``callbacks=none`` included): the
+        history, the divergence guard, and the techniques' own (an ensemble's)."""
+        own = [DivergenceGuard(), self.history] if self.divergence_guard else [self.history]
+        return own + self.technique_callbacks
 
     def forward(self, x: Tensor) -> Tensor:
-        return self._run_net(self._memory_format(self.preprocess(x)))
-
-    def _run_net(self, x: Tensor) -> Tensor:
-        return self.net(x) if self._compiled_net is None else self._compiled_net(x)
+        return self.net(self._memory_format(self.preprocess(x)))
 
     def _memory_format(self, x: Tensor) -> Tensor:
         if self.channels_last and x.ndim == 4:
@@ -157,31 +151,25 @@ class Classifier(LightningModule):
         x = self.preprocess(x)
         x = self.techniques.on_normalized(x)
         x, target = self.techniques.on_batch(x, y, self.num_classes)
-        logits = self._run_net(self._memory_format(x))
-        n = len(x)
-        sums = self.train_sums
+        logits = self.net(self._memory_format(x))
         if logits.ndim == 3:  # an ensemble's members [K, N, C]: each learns from its own loss
             loss = sum(self.loss(member, target) for member in logits)
-            sums[0].add_(loss.detach(), alpha=n / len(logits))  # the mean member's loss
+            _update_loss(self.train_loss, loss / len(logits), len(x))  # the mean member's loss
             logits = torch.logsumexp(logits.detach().log_softmax(-1), dim=0)  # the ensemble's prediction
         else:
             loss = self.loss(logits, target)
-            sums[0].add_(loss.detach(), alpha=n)
-        sums[1].add_((logits.detach().argmax(-1) == hard_labels(y)).sum())
-        self._train_samples += n
-        self._train_steps += 1
-        bad = ~torch.isfinite(loss.detach()) & (self.first_bad_step < 0)
-        self.first_bad_step.copy_(torch.where(bad, self.global_step, self.first_bad_step))
+            _update_loss(self.train_loss, loss, len(x))
+        self.train_acc.update(logits.detach(), hard_labels(y))
         reg = self.techniques.loss_term(self.net)
         if reg is not None:
-            sums[2].add_(reg.detach())
+            self.train_reg_loss.update(reg.detach())
             loss = loss + reg
         return loss
 
-    def _eval_step(self, batch: tuple[Tensor, Tensor], loss_metric: MeanMetric, acc_metric) -> None:
+    def _eval_step(self, batch: tuple[Tensor, Tensor], loss_metric: MeanMetric, acc_metric: Metric) -> None:
         x, y = batch
         logits = self(x)
-        loss_metric.update(self.loss(logits, y), weight=len(x))
+        _update_loss(loss_metric, self.loss(logits, y), len(x))
         acc_metric.update(logits, hard_labels(y))
 
     def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
@@ -191,7 +179,10 @@ class Classifier(LightningModule):
         self._eval_step(batch, self.test_loss, self.test_acc)
 
     # ---- epoch ends: compute (synchronised across processes by torchmetrics), log, reset ----
-    def _log_epoch(self, stage: str, loss_metric: MeanMetric, acc_metric) -> Tensor:
+    # Speed: logged here, once per epoch. Logging the metric objects at every step instead (Lightning's usual idiom,
+    # `self.log(name, metric, on_epoch=True)` in the step) made each step of benchmarks/bench_loop.py's digits MLP
+    # 1.9 ms slower (5.0 -> 6.5 ms on a loaded 2-core VM; median of 8 paired runs).
+    def _log_epoch(self, stage: str, loss_metric: MeanMetric, acc_metric: Metric) -> Tensor:
         acc = acc_metric.compute()
         # the values are already reduced over processes by torchmetrics; sync_dist only tells Lightning so
         self.log(f"{stage}/loss", loss_metric.compute(), prog_bar=stage != "test", sync_dist=True)
@@ -200,28 +191,14 @@ class Classifier(LightningModule):
         acc_metric.reset()
         return acc
 
-    def _log_train_epoch(self) -> None:
-        """train/loss, train/acc (and train/reg_loss) of the epoch, summed over processes; then reset."""
-        counts = torch.tensor([self._train_samples, self._train_steps], dtype=self.train_sums.dtype)
-        totals = torch.cat([self.train_sums, counts.to(self.train_sums.device)])
-        totals = self.trainer.strategy.reduce(totals, reduce_op="sum")  # the identity on one device
-        samples, steps = totals[3].clamp(min=1), totals[4].clamp(min=1)
-        self.log("train/loss", totals[0] / samples, prog_bar=True)
-        self.log("train/acc", totals[1] / samples, prog_bar=True)
-        if self.techniques.loss_terms:
-            self.log("train/reg_loss", totals[2] / steps)
-        self.train_sums.zero_()
-        self._train_samples = self._train_steps = 0
-
-    def on_validation_epoch_start(self) -> None:
-        self._check_divergence()
-
     def on_train_epoch_end(self) -> None:
-        self._check_divergence()
-        self._log_train_epoch()
-        metrics = self.trainer.callback_metrics  # this epoch's values, already reduced: one host sync per epoch
-        keys = ("train/loss", "train/acc", "val/loss", "val/acc")
-        self.history.append({"epoch": self.current_epoch} | {k: float(metrics[k]) for k in keys if k in metrics})
+        self._log_epoch("train", self.train_loss, self.train_acc)
+        if self.techniques.loss_terms:
+            self.log("train/reg_loss", self.train_reg_loss.compute(), sync_dist=True)
+            self.train_reg_loss.reset()
+        # here, not in History's own on_train_epoch_end: Lightning calls that before this hook, without this epoch's
+        # training metrics
+        self.history.record(self.trainer)
 
     def on_validation_epoch_end(self) -> None:
         acc = self._log_epoch("val", self.val_loss, self.val_acc)
@@ -232,19 +209,6 @@ class Classifier(LightningModule):
 
     def on_test_epoch_end(self) -> None:
         self._log_epoch("test", self.test_loss, self.test_acc)
-
-    def _check_divergence(self) -> None:
-        """Stop before the diverged weights are validated or checkpointed, so the last checkpoint stays good."""
-        if self.trainer.sanity_checking or not self.training or not self.divergence_guard:
-            return
-        step = int(self.first_bad_step)  # one host synchronisation per epoch
-        if step >= 0:
-            lr = self.trainer.optimizers[0].defaults["lr"] if self.trainer.optimizers else float("nan")
-            raise DivergenceError(
-                f"the training loss became NaN/inf at step {step} (epoch {self.current_epoch}): training stopped. "
-                f"Try a lower learning rate (optimizer.lr={lr:.3g} now; e.g. optimizer.lr={lr / 10:.3g}) or another "
-                "init. The checkpoints written before it are intact."
-            )
 
     # ---- optimisation ----
     def configure_optimizers(self) -> Any:
@@ -321,17 +285,17 @@ class Classifier(LightningModule):
                 f"cosine to {new_end} {unit}s (from lr {starts[0]:.4g}{restart} down to eta_min {eta_min:g})"
             )
 
-    # ---- checkpoints carry the config and the random state ----
+    # ---- checkpoints carry the config and the random state (and, from History, the epochs' curves) ----
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint["trainlab"] = {"config": self.config, "rng": _rng_state(), "history": self.history}
+        saved = checkpoint.setdefault("trainlab", {})
+        saved.update(config=self.config, rng=rng.capture())
         if self._trainer is not None:  # the horizon the schedule was planned for (see schedule_resume_error)
-            checkpoint["trainlab"]["max_epochs"] = self.trainer.max_epochs
+            saved["max_epochs"] = self.trainer.max_epochs
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        rng = checkpoint.get("trainlab", {}).get("rng")
-        if rng is not None and self.trainer.state.fn == "fit":
-            _set_rng_state(rng)
-            self.history = list(checkpoint["trainlab"].get("history", []))
+        state = checkpoint.get("trainlab", {}).get("rng")
+        if state is not None and self.trainer.state.fn == "fit":
+            rng.restore(state)
 
 
 def schedule_resume_error(checkpoint: Mapping[str, Any], max_epochs: int | None) -> str | None:
@@ -357,26 +321,15 @@ def _one_cycle_refusal(planned: str, max_epochs: int, old: int | None = None) ->
     )
 
 
-#: attributes set many times per training step that are never parameters, buffers or modules
-_PLAIN_ATTRIBUTES = frozenset({"_current_fx_name", "_train_samples", "_train_steps"})
+def _mean() -> MeanMetric:
+    # nan_strategy="disable": no NaN check, which would read the value on the host (a GPU synchronisation) at every
+    # update; a NaN loss makes the epoch's value NaN.
+    return MeanMetric(nan_strategy="disable")
 
 
-def _rng_state() -> dict[str, Any]:
-    """Every global random state, as types that ``torch.load(weights_only=True)`` accepts."""
-    np_state = np.random.get_state()
-    return {
-        "torch": torch.get_rng_state(),
-        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else [],
-        "numpy": [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *np_state[2:]],
-        "python": random.getstate(),
-    }
+def _update_loss(metric: MeanMetric, loss: Tensor, n: int) -> None:
+    """Add a batch's mean loss to a mean over samples: the value once per sample of the batch.
 
-
-def _set_rng_state(state: dict[str, Any]) -> None:
-    torch.set_rng_state(state["torch"])
-    if state["cuda"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-    name, keys, *rest = state["numpy"]
-    np.random.set_state((name, keys.numpy().astype(np.uint32), *rest))
-    version, internal, gauss = state["python"]
-    random.setstate((version, tuple(internal), gauss))
+    (Not ``weight=n``: torchmetrics 1.9 ignores ``weight`` under ``nan_strategy="disable"``, torchmetrics#3434.)
+    """
+    metric.update(loss.detach().expand(n))

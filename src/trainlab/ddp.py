@@ -137,12 +137,15 @@ class SpawnLauncher(_MultiProcessingLauncher):
 
     def get_extra_results(self, trainer) -> dict[str, Any]:
         extra = super().get_extra_results(trainer)
-        module = trainer.lightning_module
+        history = getattr(trainer.lightning_module, "history", None)
         state = {
             "fit_loop": trainer.fit_loop.state_dict(),
-            # and what callbacks keep for after the fit: SWA's averaged checkpoint, an ensemble's last checkpoint
-            "callbacks": [(c.state_dict(), {a: getattr(c, a, None) for a in _AFTER_FIT}) for c in trainer.callbacks],
-            "history": list(getattr(module, "history", None) or []),
+            # by state key, as in a checkpoint: the workers' trainer also has the module's own callbacks; and what
+            # callbacks keep for after the fit: SWA's averaged checkpoint, an ensemble's last checkpoint
+            "callbacks": {
+                c.state_key: (c.state_dict(), {a: getattr(c, a, None) for a in _AFTER_FIT}) for c in trainer.callbacks
+            },
+            "history": list(history.epochs) if history is not None else [],
             "csv_columns": [_csv_columns(lg) for lg in trainer.loggers],
         }
         state = apply_to_collection(state, torch.Tensor, lambda t: t.detach().cpu())
@@ -164,16 +167,16 @@ class SpawnLauncher(_MultiProcessingLauncher):
             return
         trainer.fit_loop.load_state_dict(state["fit_loop"])
         trainer.fit_loop.restarting = False  # the state of a finished fit, not one to resume
-        if len(state["callbacks"]) == len(trainer.callbacks):
-            for callback, (callback_state, attrs) in zip(trainer.callbacks, state["callbacks"], strict=True):
-                if callback_state:
-                    callback.load_state_dict(callback_state)
-                for name, value in attrs.items():
-                    if value is not None:
-                        setattr(callback, name, value)
-        module = trainer.lightning_module
-        if hasattr(module, "history"):
-            module.history[:] = state["history"]
+        for callback in trainer.callbacks:
+            callback_state, attrs = state["callbacks"].get(callback.state_key, ({}, {}))
+            if callback_state:
+                callback.load_state_dict(callback_state)
+            for name, value in attrs.items():
+                if value is not None:
+                    setattr(callback, name, value)
+        history = getattr(trainer.lightning_module, "history", None)
+        if history is not None:
+            history.epochs[:] = state["history"]
 
 
 def _csv_columns(logger) -> list[str] | None:

@@ -1,5 +1,9 @@
-"""Every global random state (torch CPU and CUDA, NumPy, Python's ``random``) in one place: capture it as types that
-``torch.load(weights_only=True)`` reads back (checkpoints carry it), restore it, or keep it unchanged around a block."""
+"""The global random state (torch CPU and CUDA, numpy, Python's ``random``): save it, put it back.
+
+:func:`capture` returns only types that ``torch.load(weights_only=True)`` accepts (tensors, lists, tuples, str,
+int, float), so the state can travel in a checkpoint; :func:`restore` puts it back; :func:`kept` restores it on
+leaving a ``with`` block.
+"""
 
 from __future__ import annotations
 
@@ -13,18 +17,18 @@ import torch
 
 
 def capture() -> dict[str, Any]:
-    """Every global random state, as tensors, lists and numbers."""
-    np_state = np.random.get_state()
+    """Every global random state: ``{"torch", "cuda", "numpy", "python"}`` (CUDA's only once CUDA is in use)."""
+    name, keys, *rest = np.random.get_state()
     return {
         "torch": torch.get_rng_state(),
         "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else [],
-        "numpy": [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *np_state[2:]],
+        "numpy": [name, torch.from_numpy(keys.astype(np.int64)), *rest],
         "python": random.getstate(),
     }
 
 
 def restore(state: dict[str, Any]) -> None:
-    """Set every global random state to what :func:`capture` returned."""
+    """Put back a state from :func:`capture` (also one read back from a checkpoint)."""
     torch.set_rng_state(state["torch"])
     if state["cuda"] and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
@@ -35,8 +39,8 @@ def restore(state: dict[str, Any]) -> None:
 
 
 @contextmanager
-def preserved_rng() -> Iterator[None]:
-    """Run the block, then put every global random state back as it was before it."""
+def kept() -> Iterator[None]:
+    """Draws inside the block leave the global random state as it was before."""
     state = capture()
     try:
         yield

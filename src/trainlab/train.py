@@ -152,7 +152,8 @@ def _after_run(cfg: DictConfig, trainer, metrics: dict[str, Any]) -> None:
 
     if metrics["status"] == "completed":
         metrics["best_epoch"] = checkpoint_epoch(metrics.get("best_ckpt"))
-        history = list(getattr(trainer.lightning_module, "history", None) or [])
+        history = getattr(trainer.lightning_module, "history", None)
+        history = list(history.epochs) if history is not None else []
         if history and trainer.is_global_zero and (cfg.get("extras") or {}).get("curves", True):
             from pathlib import Path
 

@@ -60,7 +60,6 @@ from __future__ import annotations
 
 import json
 import logging
-import random
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -69,6 +68,8 @@ import numpy as np
 import torch
 from pytorch_lightning import Callback, LightningModule, Trainer
 from torch import Tensor, nn
+
+from trainlab import rng as random_state
 
 log = logging.getLogger("trainlab")
 
@@ -292,7 +293,7 @@ class ActivationStats(Callback):
         if transform is not None:
             datamodule.train_transform = None  # no augmentation (loader=dataloader augments per sample)
         try:
-            torch.manual_seed(0)  # a shuffling DataLoader gives the same batches every time (inside _rng_kept)
+            torch.manual_seed(0)  # a shuffling DataLoader gives the same batches every time (restored after)
             inputs = []
             for i, batch in enumerate(datamodule.train_dataloader()):
                 if i >= self.batches:
@@ -309,7 +310,7 @@ class ActivationStats(Callback):
         if trainer.datamodule is None:
             return []
         step, epoch = trainer.global_step, trainer.current_epoch
-        with _rng_kept(pl_module.device), _eval_mode(pl_module):
+        with random_state.kept(), _eval_mode(pl_module):
             inputs = self._batches(trainer, pl_module.device)
             results, self._range = measure_activations(
                 pl_module, inputs, self._net(pl_module), self.bins, self.histogram_range or self._range
@@ -433,26 +434,6 @@ def _is_wandb(logger: Any) -> bool:
     except ImportError:  # pragma: no cover
         return False
     return isinstance(logger, WandbLogger)
-
-
-class _rng_kept:  # noqa: N801 (a context manager used like a function)
-    """Restore torch's (CPU and this device's), numpy's and Python's random state on exit."""
-
-    def __init__(self, device: torch.device) -> None:
-        self.device = device
-
-    def __enter__(self) -> None:
-        self.torch = torch.get_rng_state()
-        self.cuda = torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None
-        self.numpy = np.random.get_state()
-        self.python = random.getstate()
-
-    def __exit__(self, *exc: object) -> None:
-        torch.set_rng_state(self.torch)
-        if self.cuda is not None:
-            torch.cuda.set_rng_state(self.cuda, self.device)
-        np.random.set_state(self.numpy)
-        random.setstate(self.python)
 
 
 class _eval_mode:  # noqa: N801

@@ -91,11 +91,11 @@ class Independent(Ensemble):
         self.size, self.vectorize, self.seed = int(size), bool(vectorize), seed
 
     def network(self, build_one):
-        from trainlab.rng import preserved_rng
+        from trainlab import rng
 
         base_seed = self.seed if self.seed is not None else int(torch.initial_seed() % 2**31)
         members = []
-        with preserved_rng():  # building the members leaves the global random state as it was
+        with rng.kept():  # building the members leaves the global random state as it was
             for k in range(self.size):
                 torch.manual_seed(base_seed + k)
                 members.append(build_one())
