@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import math
 import os
+import pickle
+from copy import deepcopy
 from functools import partial
 
 import pytest
@@ -61,18 +63,30 @@ def test_channels_last_changes_the_memory_format_not_the_values():
     assert torch.allclose(plain(x), last(x), atol=1e-5)
 
 
+COMPILED_CALLS = []
+
+
+def counting_backend(graph, example_inputs):
+    """A torch.compile backend that runs the graph as it is and counts its calls."""
+
+    def run(*args):
+        COMPILED_CALLS.append(1)
+        return graph.forward(*args)
+
+    return run
+
+
 def test_compile_compiles_the_network_in_place_without_renaming_its_parameters():
-    graphs = []
-
-    def backend(graph, example_inputs):  # a torch.compile backend that records the graph and runs it as it is
-        graphs.append(graph)
-        return graph.forward
-
     x = torch.rand(4, 1, 8, 8)
-    plain, compiled = cnn_classifier(), cnn_classifier(compile={"backend": backend})
+    plain, compiled = cnn_classifier(), cnn_classifier(compile={"backend": counting_backend})
     assert compiled.state_dict().keys() == plain.state_dict().keys()  # no `_orig_mod.` prefix in checkpoints
+    COMPILED_CALLS.clear()
     assert torch.allclose(plain(x), compiled(x), atol=1e-6)
-    assert graphs  # the forward pass went through torch.compile
+    assert COMPILED_CALLS  # the forward pass went through torch.compile
+    # so does a copy's: ddp_spawn pickles the module for its workers (torch drops a compiled module's wrapper then)
+    for copy in (pickle.loads(pickle.dumps(compiled)), deepcopy(compiled)):
+        COMPILED_CALLS.clear()
+        assert torch.allclose(plain(x), copy(x), atol=1e-6) and COMPILED_CALLS
 
 
 @pytest.mark.parametrize("precision", ["bf16-mixed", "32-true"])

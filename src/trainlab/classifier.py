@@ -119,6 +119,12 @@ class Classifier(LightningModule):
         #: stop training when the loss turns NaN/inf (off for the learning-rate range test, which diverges on purpose)
         self.divergence_guard = True
 
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        # a pickled or deep-copied module (ddp_spawn's workers get the module so) loses torch.compile's wrapper
+        super().__setstate__(state)
+        if self.compile_options is not None:
+            self.net.compile(**self.compile_options)
+
     def configure_callbacks(self) -> list[Callback]:
         """The callbacks every fit of this module has, added to the trainer's (``callbacks=none`` included): the
         history, the divergence guard, and the techniques' own (an ensemble's)."""
