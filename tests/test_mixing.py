@@ -107,5 +107,5 @@ def test_training_accuracy_is_measured_against_the_hard_labels_under_mixing():
     optimizer = partial(torch.optim.SGD, lr=0.1)
     clf = Classifier(net=net, num_classes=4, optimizer=optimizer, techniques=Techniques([Swap()]))
     loss = clf.training_step((torch.eye(4), torch.arange(4)), 0)
-    assert clf.train_acc.tp.item() == 0 and clf.train_loss.weight.item() == 4  # 0 of 4 correct
+    assert clf.train_acc.mean_value.item() == 0 and clf.train_loss.weight.item() == 4  # 0 of 4 correct
     assert loss.item() < 0.01  # the loss did use the (swapped) soft targets
