@@ -85,7 +85,7 @@ def build_techniques(cfg: DictConfig) -> list[tuple[str, Any]]:
 def build_preprocess(cfg: DictConfig):
     if not cfg.get("preprocess"):
         return None
-    return instantiate(cfg.preprocess, input_shape=tuple(cfg.data.input_shape))
+    return instantiate(cfg.preprocess)  # input_shape: ${data.input_shape} in its YAML
 
 
 def model_options() -> dict[str, str]:
