@@ -345,7 +345,8 @@ def test_the_command_exits_2_without_a_traceback_and_writes_nothing(tmp_path, ar
 def console_script_cases() -> list[tuple[str, str, str, str]]:
     """(test file, console script, arguments, message fragment) from every test module's ``CASES``: the bad inputs
     that other test files run end to end through a console script (``CASES_SCRIPT`` in the module, trainlab-train
-    by default). Found by looking, not listed: a new test file with ``CASES`` gets its rows in the docs."""
+    by default; a row ``(script, arguments, fragment)`` names its own). Found by looking, not listed: a new test file
+    with ``CASES`` gets its rows in the docs."""
     import importlib
 
     rows = []
@@ -354,7 +355,8 @@ def console_script_cases() -> list[tuple[str, str, str, str]]:
             continue
         module = importlib.import_module(f"tests.{path.stem}")
         script = getattr(module, "CASES_SCRIPT", "trainlab-train")
-        rows += [(path.name, script, args, fragment) for args, fragment in getattr(module, "CASES", [])]
+        for case in getattr(module, "CASES", []):
+            rows.append((path.name, *case) if len(case) == 3 else (path.name, script, *case))
     return rows
 
 

@@ -171,12 +171,12 @@ def trainlab_train(args: list[str], cwd: Path, timeout: int = 300) -> subprocess
 
 
 def problem_lines(output: str) -> list[str]:
-    """One line per problem: the one line of a single problem (``trainlab-train: <problem> (invalid settings,
-    nothing was run)``), or the indented lines under the heading when there are several."""
+    """One line per problem: the one line of a single problem (``trainlab-train: <problem>; nothing was run``), or
+    the indented lines under the heading when there are several."""
     lines = output.splitlines()
     start = next(i for i, line in enumerate(lines) if "nothing was run" in line)
     if not lines[start].rstrip().endswith(":"):
-        return [lines[start].split(": ", 1)[1].rsplit(" (", 1)[0]]
+        return [lines[start].split(": ", 1)[1].removesuffix("; nothing was run")]
     return [line.strip() for line in lines[start + 1 :] if line.startswith("  ")]
 
 

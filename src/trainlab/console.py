@@ -34,7 +34,8 @@ def console_script(prog: str, hydra_main: Callable[[], Any], config_name: str) -
     The command line is split with Hydra's own parser (:func:`trainlab.validate.check_command_line`): unknown
     options and settings exit 2 before anything is created; the log directory is checked only when a job will run
     (not for ``--help``, ``--cfg``, ``--info``, ``-sc``...). When Hydra fails to compose (exit 1), the reason is
-    explained in one line with a suggestion, exit 2.
+    explained in one line with a suggestion, exit 2. Hydra's own report of that failure (several lines) is held back
+    (:class:`_HeldStderr`): what Hydra writes to stderr before the job starts is shown only when it is not explained.
     """
     from trainlab.validate import check_command_line, check_log_dir
 
@@ -46,17 +47,64 @@ def console_script(prog: str, hydra_main: Callable[[], Any], config_name: str) -
     except ConfigError as err:
         print(refusal(prog, err), file=sys.stderr)
         sys.exit(2)
+    held = _HeldStderr(sys.stderr)
+    sys.stderr = held
     try:
         hydra_main()
     except SystemExit as exit_:
-        if exit_.code == 1:  # Hydra could not compose the command line? Say why, with a suggestion
+        if exit_.code == 1 and held.holding:  # Hydra could not compose the command line? Say why, with a suggestion
             from trainlab.validate import explain_override_error
 
             explanation = explain_override_error(args, config_name=config_name)
             if explanation:
+                held.drop()
                 print(refusal(prog, f"invalid command line, nothing was run:\n  {explanation}"), file=sys.stderr)
                 sys.exit(2)
         raise
+    finally:
+        held.release()
+        if sys.stderr is held:
+            sys.stderr = held.real
+
+
+class _HeldStderr:
+    """``sys.stderr`` while Hydra starts: what is written is held until the job starts (:func:`run_job` releases it),
+    so that a composition error Hydra reports in several lines can be replaced by one line that explains it."""
+
+    def __init__(self, real: Any) -> None:
+        self.real = real
+        self.held: list[str] = []
+        self.holding = True
+
+    def write(self, text: str) -> int:
+        if self.holding:
+            self.held.append(text)
+            return len(text)
+        return self.real.write(text)
+
+    def flush(self) -> None:
+        if not self.holding:
+            self.real.flush()
+
+    def release(self) -> None:
+        """Write what was held and pass everything through from now on."""
+        if self.holding:
+            self.holding = False
+            self.real.write("".join(self.held))
+            self.held.clear()
+            self.real.flush()
+
+    def drop(self) -> None:
+        self.held.clear()
+        self.release()
+
+    def __getattr__(self, name: str) -> Any:  # fileno, isatty, encoding...: the real stream's
+        return getattr(self.real, name)
+
+
+def _release_stderr() -> None:
+    if isinstance(sys.stderr, _HeldStderr):
+        sys.stderr.release()
 
 
 def run_job(task: Callable[[DictConfig], dict[str, Any]], cfg: DictConfig, metric: str | None = None) -> float | None:
@@ -73,6 +121,7 @@ def run_job(task: Callable[[DictConfig], dict[str, Any]], cfg: DictConfig, metri
     from trainlab.data.files import DataFileError
     from trainlab.outputs import record_failure
 
+    _release_stderr()  # the job has started: what Hydra wrote before it (nothing to explain) is shown now
     multirun = HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
     try:
         metrics = task(cfg)

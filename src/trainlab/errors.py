@@ -46,8 +46,8 @@ def refusal(prog: str, message: object) -> str:
     """What a console script prints for a refused input: ``<prog>: <message>``, one line per problem.
 
     A :class:`ConfigError` with one problem (``invalid settings, nothing was run:`` and one indented line) is printed
-    on one line, the problem first; with several problems, one line each under the heading."""
+    on one line (``<prog>: <problem>; nothing was run``); with several problems, one line each under the heading."""
     lines = [line for line in str(message).splitlines() if line.strip()]
-    if len(lines) == 2 and lines[0].endswith(":") and lines[1].startswith("  "):
-        return f"{prog}: {lines[1].strip()} ({lines[0].rstrip(':')})"
+    if len(lines) == 2 and lines[0].endswith("nothing was run:") and lines[1].startswith("  "):
+        return f"{prog}: {lines[1].strip()}; nothing was run"
     return f"{prog}: " + "\n".join(lines)

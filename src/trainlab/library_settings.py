@@ -38,6 +38,11 @@ from trainlab.errors import ConfigError, one_line
 HYDRA_KEYS = frozenset({"_target_", "_partial_", "_recursive_", "_convert_", "_args_"})
 #: trainlab's own keys in ``scheduler`` (how the schedule is stepped), not passed to the schedule's class
 SCHEDULER_OWN_KEYS = ("interval", "monitor", "frequency")
+#: the metrics a training run logs every epoch (:class:`trainlab.classifier.Classifier`), which a ``monitor`` setting
+#: (checkpoint, early stopping, plateau schedule) can watch; ``train/reg_loss`` only with a weight penalty.
+#: Lightning finds a monitor it never sees only after the first epoch (tests/test_bad_input_kinds.py compares the list
+#: with a run's metrics).
+METRICS = ("train/loss", "train/acc", "train/reg_loss", "val/loss", "val/acc", "val/acc_best")
 _EMPTY = inspect.Parameter.empty
 
 
@@ -59,6 +64,7 @@ def library_problems(cfg: DictConfig) -> list[str]:
         problems += _scheduler(cfg, optimizer)
     if _node(cfg, "trainer") is not None:
         problems += _trainer(cfg)
+    problems += monitor_problems(cfg)
     for group in ("callbacks", "logger"):
         for name, node in (_node(cfg, group) or {}).items():
             if not (isinstance(node, Mapping) and "_target_" in node):
@@ -75,6 +81,24 @@ def library_problems(cfg: DictConfig) -> list[str]:
 
                 found = construction_problems(f"{group}.{name}", node["_target_"], build, settings, _defaults(params))
             problems += found
+    return problems
+
+
+def monitor_problems(cfg: DictConfig) -> list[str]:
+    """A ``monitor`` (``callbacks.<name>.monitor``, ``scheduler.monitor``) that names no metric the run logs."""
+    watchers = [(f"callbacks.{name}", node) for name, node in (_node(cfg, "callbacks") or {}).items()]
+    watchers.append(("scheduler", _node(cfg, "scheduler")))
+    problems = []
+    for key, node in watchers:
+        if not isinstance(node, Mapping) or not isinstance(node.get("monitor"), str) or node["monitor"] in METRICS:
+            continue
+        monitor = node["monitor"]
+        close = difflib.get_close_matches(monitor, METRICS, n=1, cutoff=0.6)
+        hint = f"; did you mean '{close[0]}'?" if close else "."
+        problems.append(
+            f"{key}.monitor={monitor!r}: not a metric this run logs{hint} It logs {', '.join(METRICS)} "
+            "(train/reg_loss with a weight penalty)"
+        )
     return problems
 
 
@@ -295,10 +319,23 @@ def _defaults(params: dict[str, inspect.Parameter]) -> dict[str, Any]:
 
 
 def _node(cfg: DictConfig, key: str) -> Any:
-    node = OmegaConf.select(cfg, key, default=None)
-    if isinstance(node, DictConfig | ListConfig):
+    """``cfg.<key>`` as plain Python, resolved. A value that cannot be resolved yet (``${hydra:runtime.output_dir}``
+    before the job starts, when a reused run directory is checked) is left out: the run fills it in."""
+    node = OmegaConf.select(cfg, key, default=None, throw_on_resolution_failure=False)
+    if not isinstance(node, DictConfig | ListConfig):
+        return node
+    try:
         return OmegaConf.to_container(node, resolve=True)
-    return node
+    except Exception:  # noqa: BLE001 - an interpolation that resolves only in the job: resolve what can be
+        if isinstance(node, ListConfig):
+            return [_node(cfg, f"{key}[{i}]") for i in range(len(node))]
+        plain = {}
+        for name in node:
+            try:
+                plain[str(name)] = _node(cfg, f"{key}.{name}")
+            except Exception:  # noqa: BLE001
+                continue
+        return plain
 
 
 @contextlib.contextmanager

@@ -198,6 +198,8 @@ RULES: tuple[Rule, ...] = (
     Rule("scheduler.pct_start", "number", "one-cycle's warm-up share", **OPEN_UNIT),
     Rule("scheduler.gamma", "number", "the schedule's factor", low=0, low_open=True),
     Rule("scheduler.step_size", "int", "epochs between decays", low=1),
+    Rule("scheduler.T_max", "int", "the cosine's length in epochs (or steps)", low=1),
+    Rule("scheduler.eta_min", "number", "the cosine's lowest learning rate", low=0),
     # training
     Rule("trainer.max_epochs", "int", "epochs", low=1),
     Rule("trainer.precision", "choice", "numeric precision", choices=PRECISIONS),
@@ -285,6 +287,10 @@ def validate(cfg: DictConfig) -> None:
             "[features] (vectors), positive integers"
         )
         bad.add("data.input_shape")
+    threads = OmegaConf.select(cfg, "extras.threads", default=None, throw_on_resolution_failure=False)
+    if threads not in (None, "auto") and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+        problems.append(f"extras.threads={threads!r}: PyTorch's threads must be auto or an integer >= 1")
+        bad.add("extras.threads")
     problems += combination_problems(cfg, skip=bad)
     if not bad & {"trainer.accelerator"}:
         problems += machine_problems(cfg)
@@ -575,6 +581,21 @@ def check_log_dir(args: Sequence[str]) -> Path:
     return path
 
 
+def _list_groups(config_name: str) -> set[str]:
+    """The groups the config's defaults select as a list (``augment: []``): their options' settings sit side by side
+    under the group, so a setting of an option not in the list is explained by adding that option."""
+    path = CONFIG_DIR / f"{config_name}.yaml"
+    data = OmegaConf.load(path) if path.is_file() else OmegaConf.create()
+    defaults = data.get("defaults") or [] if isinstance(data, DictConfig) else []
+    return {
+        str(k)
+        for entry in defaults
+        if isinstance(entry, DictConfig)
+        for k, v in entry.items()
+        if isinstance(v, ListConfig)
+    }
+
+
 def _switched_off_by(key: str, overrides: Sequence[str]) -> str:
     """`` by ensemble=snapshot (its config says: "Early stopping is off: ..."); leave this setting out`` when an option
     selected in ``overrides`` sets ``key`` to null (found in its config file), else a plain advice."""
@@ -675,7 +696,7 @@ def explain_override_error(args: Sequence[str], config_name: str = "train") -> s
                 f"{line}: the settings of {group} option '{option}' exist only when it is selected: "
                 f"add {group}=[{option}] (or {group}={option})"
             )
-        if parent in groups and missing in groups[parent]:
+        if parent in groups and missing in groups[parent] and parent in _list_groups(config_name):
             return (
                 f"{line}: the settings of {parent} option '{missing}' exist only when it is selected: "
                 f"add it to the list, e.g. {parent}=[...,{missing}]"
