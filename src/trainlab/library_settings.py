@@ -321,7 +321,7 @@ def _defaults(params: dict[str, inspect.Parameter]) -> dict[str, Any]:
 def _node(cfg: DictConfig, key: str) -> Any:
     """``cfg.<key>`` as plain Python, resolved. A value that cannot be resolved yet (``${hydra:runtime.output_dir}``
     before the job starts, when a reused run directory is checked) is left out: the run fills it in."""
-    node = OmegaConf.select(cfg, key, default=None, throw_on_resolution_failure=False)
+    node = OmegaConf.select(cfg, key, default=None)  # raises when a value cannot be resolved
     if not isinstance(node, DictConfig | ListConfig):
         return node
     try:
@@ -333,7 +333,7 @@ def _node(cfg: DictConfig, key: str) -> Any:
         for name in node:
             try:
                 plain[str(name)] = _node(cfg, f"{key}.{name}")
-            except Exception:  # noqa: BLE001
+            except Exception:  # noqa: BLE001 - left out: the run fills it in
                 continue
         return plain
 
