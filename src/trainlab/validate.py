@@ -264,6 +264,22 @@ RULES: tuple[Rule, ...] = (
 )
 
 
+RULE_KEYS = frozenset(rule.key for rule in RULES)
+
+
+def _copied_from(cfg: DictConfig, key: str) -> str | None:
+    """The key whose value ``key`` copies (``scheduler.T_max: ${trainer.max_epochs}``), else None: a bad value is
+    reported once, at the setting it comes from."""
+    import re
+
+    parent_key, _, leaf = key.rpartition(".")
+    parent = OmegaConf.select(cfg, parent_key, default=None) if parent_key else cfg
+    if not isinstance(parent, DictConfig) or leaf not in parent or not OmegaConf.is_interpolation(parent, leaf):
+        return None
+    match = re.fullmatch(r"\$\{([\w.]+)\}", str(parent._get_node(leaf)._value()))
+    return match.group(1) if match else None
+
+
 def validate(cfg: DictConfig) -> None:
     """Raise :class:`ConfigError` listing every setting of ``cfg`` that breaks :data:`RULES`, and every pair of
     settings that breaks a rule of :data:`trainlab.combinations.COMBINATIONS` (the one table of rules that depend on
@@ -276,7 +292,7 @@ def validate(cfg: DictConfig) -> None:
         value = OmegaConf.select(cfg, rule.key, default=None, throw_on_resolution_failure=False)
         if value is None or isinstance(value, DictConfig | ListConfig):
             continue
-        if not rule.check(value, cfg):
+        if not rule.check(value, cfg) and _copied_from(cfg, rule.key) not in RULE_KEYS:
             problems.append(f"{rule.key}={value!r}: {rule.what} must be {rule.allowed(cfg)}")
             bad.add(rule.key)
     shape = OmegaConf.select(cfg, "data.input_shape", default=None, throw_on_resolution_failure=False)
