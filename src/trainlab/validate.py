@@ -52,7 +52,7 @@ class Rule:
         if self.kind == "bool":
             return "true or false"
         if self.kind == "choice":
-            return "one of " + ", ".join(map(str, self.choices))
+            return "one of " + ", ".join(dict.fromkeys(map(str, self.choices)))  # 32 and '32' read alike
         noun = "an integer" if self.kind == "int" else "a number"
         low, high = _bound(self.low, cfg), _bound(self.high, cfg)
         if low is not None and high is not None:
