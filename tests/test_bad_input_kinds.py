@@ -46,6 +46,7 @@ CASES = [
         "model.depth=9: a CIFAR ResNet has 6n+2 layers, n >= 1 (8, 14, 20, 32, 44, 56, 110, ...)",
     ),
     ("trainlab-train", "data=synthetic data.noise=-1", "data.noise=-1 must be >= 0"),
+    ("trainlab-train", "recipe=overfit model=resnet model.depth=9", "model.depth=9: a CIFAR ResNet has 6n+2 layers"),
     ("trainlab-train", "callbacks.progress_bar.update_every=0", "callbacks.progress_bar.update_every=0 must be >= 1"),
     ("trainlab-train", "extras.threads=0", "extras.threads=0: PyTorch's threads must be auto or an integer >= 1"),
     (

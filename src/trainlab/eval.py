@@ -117,7 +117,7 @@ def check_settings(cfg: DictConfig) -> None:
     from trainlab.validate import validate
 
     validate(cfg)
-    check_library_settings(cfg)
+    check_library_settings(cfg, groups=("trainer", "logger"))  # the checkpoint's optimizer is never stepped here
 
 
 def evaluate(cfg: DictConfig) -> dict[str, Any]:

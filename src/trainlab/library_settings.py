@@ -46,26 +46,34 @@ METRICS = ("train/loss", "train/acc", "train/reg_loss", "val/loss", "val/acc", "
 _EMPTY = inspect.Parameter.empty
 
 
-def check_library_settings(cfg: DictConfig) -> None:
-    """Raise :class:`ConfigError` listing every library setting of ``cfg`` that its library refuses (see the module's
-    docstring). Imports torch and Lightning; run after :func:`trainlab.validate.validate`."""
-    problems = library_problems(cfg)
+#: the parts of a config whose settings go to a library
+GROUPS = ("optimizer", "scheduler", "trainer", "callbacks", "logger")
+
+
+def check_library_settings(cfg: DictConfig, groups: tuple[str, ...] = GROUPS) -> None:
+    """Raise :class:`ConfigError` listing every library setting of ``cfg`` (in ``groups``) that its library refuses
+    (see the module's docstring). Imports torch and Lightning; run after :func:`trainlab.validate.validate`.
+    trainlab-eval checks the trainer and loggers only: it never steps the optimizer a checkpoint was trained with."""
+    problems = library_problems(cfg, groups)
     if problems:
         raise ConfigError("invalid settings, nothing was run:\n  " + "\n  ".join(problems))
 
 
-def library_problems(cfg: DictConfig) -> list[str]:
+def library_problems(cfg: DictConfig, groups: tuple[str, ...] = GROUPS) -> list[str]:
     problems: list[str] = []
     optimizer = None
-    if _node(cfg, "optimizer") is not None:
+    if "optimizer" in groups and _node(cfg, "optimizer") is not None:
         optimizer_problems, optimizer = _optimizer(cfg)
         problems += optimizer_problems
-    if _node(cfg, "scheduler") is not None and optimizer is not None:
+    if "scheduler" in groups and _node(cfg, "scheduler") is not None and optimizer is not None:
         problems += _scheduler(cfg, optimizer)
-    if _node(cfg, "trainer") is not None:
+    if "trainer" in groups and _node(cfg, "trainer") is not None:
         problems += _trainer(cfg)
-    problems += monitor_problems(cfg)
+    if "callbacks" in groups:
+        problems += monitor_problems(cfg)
     for group in ("callbacks", "logger"):
+        if group not in groups:
+            continue
         for name, node in (_node(cfg, group) or {}).items():
             if not (isinstance(node, Mapping) and "_target_" in node):
                 continue
@@ -415,7 +423,7 @@ def _trainer(cfg: DictConfig) -> list[str]:
         return problems
     cls = target_class("trainer", node["_target_"])
     params = parameters(cls)[0]
-    settings = {k: v for k, v in node.items() if k not in HYDRA_KEYS}
+    settings = {k: v for k, v in node.items() if k not in HYDRA_KEYS and k not in supplied}
 
     def build(kwargs: dict[str, Any]) -> Any:
         # nested objects (plugins: [{_target_: ...}]) are built as Hydra builds them for the run

@@ -276,7 +276,7 @@ def _copied_from(cfg: DictConfig, key: str) -> str | None:
     parent = OmegaConf.select(cfg, parent_key, default=None) if parent_key else cfg
     if not isinstance(parent, DictConfig) or leaf not in parent or not OmegaConf.is_interpolation(parent, leaf):
         return None
-    match = re.fullmatch(r"\$\{([\w.]+)\}", str(parent._get_node(leaf)._value()))
+    match = re.fullmatch(r"\$\{([\w.]+)\}", str(OmegaConf.to_container(parent, resolve=False)[leaf]))
     return match.group(1) if match else None
 
 
