@@ -345,7 +345,8 @@ def test_the_command_exits_2_without_a_traceback_and_writes_nothing(tmp_path, ar
 def console_script_cases() -> list[tuple[str, str, str, str]]:
     """(test file, console script, arguments, message fragment) from every test module's ``CASES``: the bad inputs
     that other test files run end to end through a console script (``CASES_SCRIPT`` in the module, trainlab-train
-    by default). Found by looking, not listed: a new test file with ``CASES`` gets its rows in the docs."""
+    by default; a row ``(script, arguments, fragment)`` names its own). Found by looking, not listed: a new test file
+    with ``CASES`` gets its rows in the docs."""
     import importlib
 
     rows = []
@@ -354,7 +355,8 @@ def console_script_cases() -> list[tuple[str, str, str, str]]:
             continue
         module = importlib.import_module(f"tests.{path.stem}")
         script = getattr(module, "CASES_SCRIPT", "trainlab-train")
-        rows += [(path.name, script, args, fragment) for args, fragment in getattr(module, "CASES", [])]
+        for case in getattr(module, "CASES", []):
+            rows.append((path.name, *case) if len(case) == 3 else (path.name, script, *case))
     return rows
 
 
@@ -387,8 +389,11 @@ def test_the_docs_table_lists_every_case_with_its_message(make_cfg, tmp_path, mo
         f"{len(cases) + len(more)} bad inputs, each one a test. `trainlab-train` and `trainlab-eval` exit with code 2\n"
         "for each, with one line naming the setting, its value and what is allowed, before anything is trained or\n"
         "written. Command-line problems are caught before Hydra starts; settings are checked against the schema in\n"
-        "`src/trainlab/validate.py`, and pairs of settings against `src/trainlab/combinations.py`. Regenerate this\n"
-        "file with `TRAINLAB_WRITE_DOCS=1 pytest tests/test_bad_input.py -k docs`.\n\n"
+        "`src/trainlab/validate.py`, pairs of settings against `src/trainlab/combinations.py`, and the settings\n"
+        "handed to torch and Lightning against those libraries' signatures and constructors\n"
+        "(`src/trainlab/library_settings.py`). A run that the machine stops (a full disk, out of memory) ends with\n"
+        "one line saying what happened and what to do, exit code 1 (`tests/test_bad_input_kinds.py`). Regenerate\n"
+        "this file with `TRAINLAB_WRITE_DOCS=1 pytest tests/test_bad_input.py -k docs`.\n\n"
         "## Checked in the process (`tests/test_bad_input.py`)\n\n" + "\n".join(rows) + "\n"
     )
     path = ROOT / "docs" / "bad_inputs.md"

@@ -134,6 +134,21 @@ CASES = [
         "recipe=lr_find runs recipe.num_training=100 steps, but trainer.fast_dev_run=True (debug=fdr) runs one",
     ),
     (
+        "trainer.min_epochs=5 trainer.max_epochs=2",
+        "trainer.min_epochs=5 must be <= trainer.max_epochs=2 (the run ends after 2 epochs)",
+    ),
+    (
+        "+trainer.min_steps=50 +trainer.max_steps=10",
+        "trainer.min_steps=50 must be <= trainer.max_steps=10 (the run ends after 10 steps)",
+    ),
+    (
+        "data.val_fraction=0.5 data.test_fraction=0.5",
+        (
+            "data.val_fraction=0.5 and data.test_fraction=0.5 hold out 1 of the data, nothing is left to train on: "
+            "together they must be < 1"
+        ),
+    ),
+    (
         "data.num_workers=2",
         (
             "data.num_workers=2 has no effect with data.loader=memory (batches are sliced from memory, no worker "
@@ -156,9 +171,12 @@ def trainlab_train(args: list[str], cwd: Path, timeout: int = 300) -> subprocess
 
 
 def problem_lines(output: str) -> list[str]:
-    """The indented lines under 'invalid settings, nothing was run:' (one per problem)."""
+    """One line per problem: the one line of a single problem (``trainlab-train: <problem>; nothing was run``), or
+    the indented lines under the heading when there are several."""
     lines = output.splitlines()
     start = next(i for i, line in enumerate(lines) if "nothing was run" in line)
+    if not lines[start].rstrip().endswith(":"):
+        return [lines[start].split(": ", 1)[1].removesuffix("; nothing was run")]
     return [line.strip() for line in lines[start + 1 :] if line.startswith("  ")]
 
 

@@ -24,17 +24,54 @@ log = logging.getLogger("trainlab")
 
 
 def instantiate(config: Any, **kwargs: Any) -> Any:
-    """``hydra.utils.instantiate``, but a bad setting surfaces as the class's own error (ValueError naming the key),
-    not wrapped in Hydra's InstantiationException with a traceback through Hydra's internals."""
+    """``hydra.utils.instantiate``, but a bad setting surfaces as one line naming it, not wrapped in Hydra's
+    InstantiationException with a traceback through Hydra's internals.
+
+    Missing files and trainlab's own errors pass as the class raised them. What else the class refuses
+    (``ValueError``, ``TypeError``, Lightning's ``MisconfigurationException``) becomes a
+    :class:`~trainlab.errors.ConfigError` naming the config node (``trainer.devices=0: ...``): a keyword the class
+    has no parameter for is answered with the settings it has (:mod:`trainlab.library_settings`)."""
     from hydra.errors import InstantiationException
+
+    from trainlab.data.files import DataFileError
+    from trainlab.errors import ConfigError
 
     try:
         return hydra.utils.instantiate(config, **kwargs)
     except InstantiationException as err:
         cause = err.__cause__
-        if isinstance(cause, (ValueError, TypeError, FileNotFoundError)):
+        if isinstance(cause, (ConfigError, DataFileError, FileNotFoundError)):
             raise cause from None
+        misconfigured = any(c.__name__ == "MisconfigurationException" for c in type(cause).__mro__)
+        if isinstance(cause, (ValueError, TypeError)) or misconfigured:
+            raise ConfigError(_refused_by_class(config, cause)) from None
         raise
+
+
+def _refused_by_class(config: Any, err: BaseException) -> str:
+    """One line for a class that refused its settings: the setting named (when the message does not name it)."""
+    import re
+
+    from trainlab.errors import one_line
+    from trainlab.library_settings import HYDRA_KEYS, signature_problems
+
+    node = config if isinstance(config, DictConfig | dict) else {}
+    key = node._get_full_key(None) if isinstance(node, DictConfig) else ""
+    key = key or str(node.get("_target_", "")).rsplit(".", 1)[-1].lower() or "the config"
+    settings = _container(node) if isinstance(node, DictConfig) else dict(node)
+    message = one_line(err)
+    if isinstance(err, TypeError) and "unexpected keyword argument" in message and "_target_" in settings:
+        try:
+            problems = signature_problems(key, settings)
+        except ValueError:
+            problems = []
+        if problems:
+            return "; ".join(problems)
+    if re.search(rf"(?<![\w.]){re.escape(key)}[.=]", message):
+        return message  # trainlab's classes name the setting: model.depth=9: ...
+    named = [n for n in settings if n not in HYDRA_KEYS and re.search(rf"(?<![\w.]){re.escape(str(n))}(?!\w)", message)]
+    what = ", ".join(f"{key}.{n}={settings[n]!r}" for n in named) or key
+    return f"{what}: {settings.get('_target_', 'the class')} refuses {'it' if len(named) == 1 else 'them'} ({message})"
 
 
 def check_data(datamodule: pl.LightningDataModule) -> None:

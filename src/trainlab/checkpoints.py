@@ -77,6 +77,14 @@ def load_checkpoint(path: str | Path, trusted: bool = False) -> dict[str, Any]:
         raise ValueError(
             f"ckpt_path={str(path)!r} is an empty file (0 bytes), not a checkpoint written by trainlab-train"
         )
+    try:
+        with path.open("rb"):
+            pass
+    except OSError as err:  # no permission, an I/O error
+        raise ValueError(
+            f"ckpt_path={str(path)!r}: cannot read this file ({err.strerror or err}): give your user read permission "
+            f"(chmod u+r {path}) or copy it somewhere readable"
+        ) from None
     if not zipfile.is_zipfile(path):  # torch.save writes a zip archive; anything else is not a checkpoint of ours
         with path.open("rb") as f:
             head = f.read(12)

@@ -369,6 +369,31 @@ def _lr_find_vs_fast_dev_run(cfg: DictConfig) -> list[str]:
     return []
 
 
+def _min_vs_max(unit: str) -> Callable[[DictConfig], list[str]]:
+    """The rule ``trainer.min_<unit> <= trainer.max_<unit>`` (``unit``: epochs or steps; a negative max: no limit)."""
+
+    def problems(cfg: DictConfig) -> list[str]:
+        low, high = _get(cfg, f"trainer.min_{unit}"), _get(cfg, f"trainer.max_{unit}")
+        if not all(isinstance(v, int) and not isinstance(v, bool) for v in (low, high)) or high < 0 or low <= high:
+            return []
+        return [
+            f"trainer.min_{unit}={low} must be <= trainer.max_{unit}={high} (the run ends after {high} {unit}): "
+            f"lower trainer.min_{unit} or raise trainer.max_{unit}"
+        ]
+
+    return problems
+
+
+def _held_out_fractions(cfg: DictConfig) -> list[str]:
+    val, test = _get(cfg, "data.val_fraction"), _get(cfg, "data.test_fraction")
+    if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in (val, test)) or val + test < 1:
+        return []
+    return [
+        f"data.val_fraction={val} and data.test_fraction={test} hold out {val + test:g} of the data, nothing is left "
+        "to train on: together they must be < 1"
+    ]
+
+
 VECTORS = "data=synthetic data.input_shape=[2] data.train_size=64 data.val_size=32 data.test_size=32"
 #: every rule that depends on two (or more) settings
 COMBINATIONS: tuple[Combination, ...] = (
@@ -453,6 +478,24 @@ COMBINATIONS: tuple[Combination, ...] = (
         ("recipe", "trainer.fast_dev_run"),
         _lr_find_vs_fast_dev_run,
         ("recipe=lr_find debug=fdr",),
+    ),
+    Combination(
+        "more epochs at least than at most",
+        ("trainer.min_epochs", "trainer.max_epochs"),
+        _min_vs_max("epochs"),
+        ("trainer.min_epochs=5 trainer.max_epochs=2",),
+    ),
+    Combination(
+        "more steps at least than at most",
+        ("trainer.min_steps", "trainer.max_steps"),
+        _min_vs_max("steps"),
+        ("+trainer.min_steps=50 +trainer.max_steps=10",),
+    ),
+    Combination(
+        "validation and test shares that leave no training data",
+        ("data.val_fraction", "data.test_fraction"),
+        _held_out_fractions,
+        ("data.val_fraction=0.5 data.test_fraction=0.5",),
     ),
     Combination(
         "worker processes without a DataLoader",

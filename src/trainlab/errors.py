@@ -34,3 +34,20 @@ class RunInterrupted(Exception):
     def __init__(self, signum: int, checkpoint: Path) -> None:
         super().__init__(f"interrupted by signal {signum}; continue with: ckpt_path={checkpoint}")
         self.signum, self.checkpoint = signum, checkpoint
+
+
+def one_line(text: object, limit: int = 600) -> str:
+    """``text`` (a message, an exception) on one line: whitespace runs, newlines included, become one space."""
+    line = " ".join(str(text).split())
+    return line if len(line) <= limit else line[: limit - 3] + "..."
+
+
+def refusal(prog: str, message: object) -> str:
+    """What a console script prints for a refused input: ``<prog>: <message>``, one line per problem.
+
+    A :class:`ConfigError` with one problem (``invalid settings, nothing was run:`` and one indented line) is printed
+    on one line (``<prog>: <problem>; nothing was run``); with several problems, one line each under the heading."""
+    lines = [line for line in str(message).splitlines() if line.strip()]
+    if len(lines) == 2 and lines[0].endswith("nothing was run:") and lines[1].startswith("  "):
+        return f"{prog}: {lines[1].strip()}; nothing was run"
+    return f"{prog}: " + "\n".join(lines)

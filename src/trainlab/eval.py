@@ -21,7 +21,7 @@ import hydra
 from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 
 from trainlab import CONFIG_DIR
-from trainlab.console import console_script, run_job
+from trainlab.console import console_script, refused_as_config_error, run_job
 
 log = logging.getLogger("trainlab")
 
@@ -110,6 +110,16 @@ def with_saved_config(cfg: DictConfig, saved: dict[str, Any], keys) -> DictConfi
     return cfg
 
 
+def check_settings(cfg: DictConfig) -> None:
+    """The settings, as trainlab-train checks them: the schema (:func:`trainlab.validate.validate`), then what goes
+    to torch and Lightning (:func:`trainlab.library_settings.check_library_settings`); ConfigError when unusable."""
+    from trainlab.library_settings import check_library_settings
+    from trainlab.validate import validate
+
+    validate(cfg)
+    check_library_settings(cfg, groups=("trainer", "logger"))  # the checkpoint's optimizer is never stepped here
+
+
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
     """Test the checkpoint(s) ``cfg.ckpt_path`` names; bad settings or files are refused before anything is written."""
     paths, configs = read_members(cfg)
@@ -122,21 +132,23 @@ def evaluate_one(cfg: DictConfig, path: str, saved: dict[str, Any] | None = None
     import pytorch_lightning as pl
 
     from trainlab import build, checkpoints, outputs
-    from trainlab.validate import validate
 
     trusted = cfg.get("trust_checkpoint") is True
     cfg = with_saved_config(cfg, saved or saved_config(path, trusted), checkpoints.MODEL_KEYS)
-    validate(cfg)  # this command line's data.*/model.* on top of the checkpoint's settings
+    check_settings(cfg)  # this command line's data.*/model.* on top of the checkpoint's settings
     with open_dict(cfg):
         cfg.ckpt_path = path
-    outputs.apply_extras(cfg)
+    outputs.apply_extras(cfg, write=False)
     if cfg.get("seed") is not None:
         pl.seed_everything(cfg.seed, workers=True, verbose=False)
 
-    datamodule = build.build_datamodule(cfg)
-    model = build.build_module(cfg)
-    loggers = build.build_loggers(cfg)
-    trainer: pl.Trainer = build.instantiate(cfg.trainer, logger=loggers or False)
+    with refused_as_config_error():  # as trainlab-train builds: what a constructor refuses is one line, exit 2
+        datamodule = build.build_datamodule(cfg)
+        model = build.build_module(cfg)
+        loggers = build.build_loggers(cfg)
+        trainer: pl.Trainer = build.instantiate(cfg.trainer, logger=loggers or False)
+    if trainer.is_global_zero:  # every check passed: the run's first file
+        outputs.write_config(cfg)
     outputs.log_hyperparameters(cfg, model, loggers)
 
     log.info(f"Testing {cfg.ckpt_path}")
@@ -165,7 +177,6 @@ def evaluate_ensemble(cfg: DictConfig, paths: list[str], configs: list[dict[str,
 
     from trainlab import build, checkpoints, outputs
     from trainlab.errors import ConfigError
-    from trainlab.validate import validate
 
     trusted = cfg.get("trust_checkpoint") is True
     configs = configs or [saved_config(p, trusted) for p in paths]
@@ -175,20 +186,26 @@ def evaluate_ensemble(cfg: DictConfig, paths: list[str], configs: list[dict[str,
             "ckpt_path: the ensemble's members were trained on different data settings; they must share them"
         )
     cfg = with_saved_config(cfg, configs[0], ("data",))
-    validate(cfg)
-    outputs.apply_extras(cfg)
-    datamodule = build.build_datamodule(cfg)
-    datamodule.setup("test")
+    check_settings(cfg)
+    outputs.apply_extras(cfg, write=False)
+    with refused_as_config_error():
+        datamodule = build.build_datamodule(cfg)
+        datamodule.setup("test")
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     from trainlab.ensembles import ensemble_report, test_probabilities, test_split
 
     x_test, y_test = test_split(datamodule, device)
 
     member_probs = []
-    for path, saved in zip(paths, configs, strict=True):
-        module = build.build_module(with_saved_config(cfg, saved, checkpoints.MODEL_KEYS)).to(device)
+    modules = []
+    for saved in configs:
+        with refused_as_config_error():
+            modules.append(build.build_module(with_saved_config(cfg, saved, checkpoints.MODEL_KEYS)))
+    outputs.write_config(cfg)  # every check passed: the run's first file
+    for path, module in zip(paths, modules, strict=True):
         state = checkpoints.load_checkpoint(path, trusted=trusted)["state_dict"]
-        member_probs.append(test_probabilities(module, state, x_test, getattr(datamodule, "eval_batch_size", 256)))
+        batch_size = getattr(datamodule, "eval_batch_size", 256)
+        member_probs.append(test_probabilities(module.to(device), state, x_test, batch_size))
     report = ensemble_report(member_probs, y_test)
     for path, acc in zip(paths, report["test/acc_members"], strict=True):
         log.info(f"member {path}: test/acc {acc:.4f}")

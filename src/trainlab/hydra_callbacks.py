@@ -93,7 +93,9 @@ class RunDirGuard(Callback):
 
 
 def _refuse(message: str) -> None:
-    print(f"{Path(sys.argv[0]).name}: {message}", file=sys.stderr)
+    from trainlab.errors import refusal
+
+    print(refusal(Path(sys.argv[0]).name, message), file=sys.stderr)
     sys.exit(2)
 
 

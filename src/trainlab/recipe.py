@@ -362,14 +362,16 @@ def run(cfg) -> dict[str, Any]:
     from pathlib import Path
 
     from trainlab import build, outputs
+    from trainlab.console import refused_as_config_error
     from trainlab.errors import RecipeCheckFailed
 
-    step: RecipeStep = build.instantiate(cfg.recipe)
-    cfg = step.config(cfg)
+    with refused_as_config_error():  # as trainlab-train builds: what a constructor refuses is one line, exit 2
+        step: RecipeStep = build.instantiate(cfg.recipe)
+        cfg = step.config(cfg)
+        datamodule = build.build_datamodule(cfg)
+        model = build.build_module(cfg)
+        datamodule.setup("fit")
     out_dir = Path(cfg.paths.output_dir)
-    datamodule = build.build_datamodule(cfg)
-    model = build.build_module(cfg)
-    datamodule.setup("fit")
     outputs.write_config(cfg)  # the settings, the data and the model are usable: the first file of the run
     if hasattr(model.preprocess, "fit"):
         model.preprocess.fit(datamodule.train_images())

@@ -22,14 +22,15 @@ import hydra
 from omegaconf import DictConfig
 
 from trainlab import CONFIG_DIR
-from trainlab.console import console_script, run_job
+from trainlab.console import console_script, refused_as_config_error, run_job
 from trainlab.errors import DivergenceError, RunInterrupted
 
 log = logging.getLogger("trainlab")
 
 
 def check_before_writing(cfg: DictConfig) -> dict[str, Any] | None:
-    """The settings (:func:`trainlab.validate.validate`) and the checkpoint to resume from
+    """The settings (:func:`trainlab.validate.validate`), those handed to torch and Lightning
+    (:func:`trainlab.library_settings.check_library_settings`) and the checkpoint to resume from
     (:func:`trainlab.checkpoints.check_resume`): :class:`~trainlab.errors.ConfigError` when unusable. Returns the
     checkpoint (``None`` without one).
 
@@ -40,6 +41,9 @@ def check_before_writing(cfg: DictConfig) -> dict[str, Any] | None:
     from trainlab.validate import validate
 
     validate(cfg)  # every documented setting's type and range: before torch is imported or anything is written
+    from trainlab.library_settings import check_library_settings
+
+    check_library_settings(cfg)  # optimizer, scheduler, trainer...: against the library's signature and checks
     return check_resume(cfg)
 
 
@@ -60,12 +64,13 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     if cfg.get("recipe"):
         return recipe.run(cfg)
 
-    log.info(f"Instantiating datamodule <{cfg.data._target_}>")
-    datamodule = build.build_datamodule(cfg)
-    log.info(f"Instantiating model <{cfg.model._target_}>")
-    model = build.build_module(cfg)
-    build.check_data(datamodule)
-    trainer = build.build_trainer(cfg)
+    with refused_as_config_error():  # a constructor's ValueError (or Lightning's): one line, exit 2
+        log.info(f"Instantiating datamodule <{cfg.data._target_}>")
+        datamodule = build.build_datamodule(cfg)
+        log.info(f"Instantiating model <{cfg.model._target_}>")
+        model = build.build_module(cfg)
+        build.check_data(datamodule)
+        trainer = build.build_trainer(cfg)
     if trainer.is_global_zero:  # every check passed: the run's first file
         outputs.write_config(cfg)
     outputs.log_hyperparameters(cfg, model, trainer.loggers)

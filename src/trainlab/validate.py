@@ -52,7 +52,7 @@ class Rule:
     high: Bound = None
     low_open: bool = False
     high_open: bool = False
-    choices: tuple[str, ...] = ()
+    choices: tuple[str | int, ...] = ()
     owners: tuple[str, ...] = ()
 
     def applies(self, cfg: DictConfig) -> bool:
@@ -67,7 +67,7 @@ class Rule:
         if self.kind == "bool":
             return "true or false"
         if self.kind == "choice":
-            return "one of " + ", ".join(self.choices)
+            return "one of " + ", ".join(dict.fromkeys(map(str, self.choices)))  # 32 and '32' read alike
         noun = "an integer" if self.kind == "int" else "a number"
         low, high = _bound(self.low, cfg), _bound(self.high, cfg)
         if low is not None and high is not None:
@@ -81,8 +81,8 @@ class Rule:
     def check(self, value: Any, cfg: DictConfig) -> bool:
         if self.kind == "bool":
             return isinstance(value, bool)
-        if self.kind == "choice":
-            return isinstance(value, str) and value in self.choices
+        if self.kind == "choice":  # 32 (an int, as Hydra reads it) and '32' are both choices when both are listed
+            return any(value == c and type(value) is type(c) for c in self.choices)
         if isinstance(value, bool) or not isinstance(value, int | float):
             return False
         if self.kind == "int" and not isinstance(value, int):
@@ -108,6 +108,24 @@ def _image_side(cfg: DictConfig) -> float:
     return float(min(shape[1:])) if len(shape) == 3 else math.inf
 
 
+#: what Lightning's Trainer takes as ``precision`` (its ``_PRECISION_INPUT``: tests/test_bad_input_kinds.py compares)
+PRECISIONS: tuple[str | int, ...] = (
+    "32-true",
+    32,
+    "32",
+    "16-mixed",
+    16,
+    "16",
+    "bf16-mixed",
+    "bf16",
+    "16-true",
+    "bf16-true",
+    "64-true",
+    64,
+    "64",
+    "transformer-engine",
+    "transformer-engine-float16",
+)
 PROBABILITY = {"low": 0.0, "high": 1.0}  # [0, 1]
 OPEN_UNIT = {"low": 0.0, "high": 1.0, "low_open": True, "high_open": True}  # (0, 1)
 UNIT_HIGH_OPEN = {"low": 0.0, "high": 1.0, "high_open": True}  # [0, 1)
@@ -195,15 +213,27 @@ RULES: tuple[Rule, ...] = (
     Rule("scheduler.pct_start", "number", "one-cycle's warm-up share", **OPEN_UNIT),
     Rule("scheduler.gamma", "number", "the schedule's factor", low=0, low_open=True),
     Rule("scheduler.step_size", "int", "epochs between decays", low=1),
+    Rule("scheduler.T_max", "int", "the cosine's length in epochs (or steps)", low=1),
+    Rule("scheduler.eta_min", "number", "the cosine's lowest learning rate", low=0),
     # training
     Rule("trainer.max_epochs", "int", "epochs", low=1),
-    Rule(
-        "trainer.precision",
-        "choice",
-        "numeric precision",
-        choices=("32-true", "32", "bf16-mixed", "16-mixed", "bf16-true", "64-true"),
-    ),
+    Rule("trainer.precision", "choice", "numeric precision", choices=PRECISIONS),
     Rule("trainer.accelerator", "choice", "device kind", choices=("auto", "cpu", "gpu", "cuda", "mps", "tpu")),
+    # what Lightning's Trainer takes without a word and fails on in the middle of fit (or ignores)
+    Rule("trainer.min_epochs", "int", "epochs before early stopping may stop the run", low=0),
+    Rule("trainer.min_steps", "int", "steps before early stopping may stop the run", low=0),
+    Rule("trainer.check_val_every_n_epoch", "int", "epochs between validations", low=1),
+    Rule(
+        "trainer.val_check_interval",
+        "number",
+        "batches (or share of an epoch) between validations",
+        low=0,
+        low_open=True,
+    ),
+    Rule("trainer.accumulate_grad_batches", "int", "batches whose gradients add up to one step", low=1),
+    Rule("trainer.gradient_clip_val", "number", "the gradient clipping threshold (0: none)", low=0),
+    Rule("trainer.num_sanity_val_steps", "int", "validation batches checked before training (-1: all)", low=-1),
+    Rule("trainer.log_every_n_steps", "int", "steps between logged training metrics (0: none)", low=0),
     Rule("callbacks.early_stopping.patience", "int", "epochs without improvement before stopping", low=1),
     Rule("callbacks.model_checkpoint.save_top_k", "int", "best checkpoints kept (-1: all)", low=-1),
     Rule("seed", "int", "random seed", low=0, high=2**32 - 1),
@@ -249,6 +279,22 @@ RULES: tuple[Rule, ...] = (
 )
 
 
+RULE_KEYS = frozenset(rule.key for rule in RULES)
+
+
+def _copied_from(cfg: DictConfig, key: str) -> str | None:
+    """The key whose value ``key`` copies (``scheduler.T_max: ${trainer.max_epochs}``), else None: a bad value is
+    reported once, at the setting it comes from."""
+    import re
+
+    parent_key, _, leaf = key.rpartition(".")
+    parent = OmegaConf.select(cfg, parent_key, default=None) if parent_key else cfg
+    if not isinstance(parent, DictConfig) or leaf not in parent or not OmegaConf.is_interpolation(parent, leaf):
+        return None
+    match = re.fullmatch(r"\$\{([\w.]+)\}", str(OmegaConf.to_container(parent, resolve=False)[leaf]))
+    return match.group(1) if match else None
+
+
 def validate(cfg: DictConfig) -> None:
     """Raise :class:`ConfigError` listing every setting of ``cfg`` that breaks :data:`RULES`, and every pair of
     settings that breaks a rule of :data:`trainlab.combinations.COMBINATIONS` (the one table of rules that depend on
@@ -261,7 +307,7 @@ def validate(cfg: DictConfig) -> None:
         value = OmegaConf.select(cfg, rule.key, default=None, throw_on_resolution_failure=False)
         if value is None or isinstance(value, DictConfig | ListConfig) or not rule.applies(cfg):
             continue
-        if not rule.check(value, cfg):
+        if not rule.check(value, cfg) and _copied_from(cfg, rule.key) not in RULE_KEYS:
             problems.append(f"{rule.key}={value!r}: {rule.what} must be {rule.allowed(cfg)}")
             bad.add(rule.key)
     shape = OmegaConf.select(cfg, "data.input_shape", default=None, throw_on_resolution_failure=False)
@@ -272,6 +318,10 @@ def validate(cfg: DictConfig) -> None:
             "[features] (vectors), positive integers"
         )
         bad.add("data.input_shape")
+    threads = OmegaConf.select(cfg, "extras.threads", default=None, throw_on_resolution_failure=False)
+    if threads not in (None, "auto") and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+        problems.append(f"extras.threads={threads!r}: PyTorch's threads must be auto or an integer >= 1")
+        bad.add("extras.threads")
     problems += combination_problems(cfg, skip=bad)
     if not bad & {"trainer.accelerator"}:
         problems += machine_problems(cfg)
@@ -293,6 +343,15 @@ def machine_problems(cfg: DictConfig) -> list[str]:
     torch is imported only when a GPU is asked for (``trainer=gpu``/``ddp``), to count the devices."""
     trainer = cfg.get("trainer") or {}
     accelerator = trainer.get("accelerator")
+    if accelerator == "tpu":
+        import importlib.util
+
+        if importlib.util.find_spec("torch_xla") is None:
+            return [
+                "trainer.accelerator=tpu: this machine has no TPU (torch_xla is not installed); use trainer=cpu, "
+                "trainer=gpu or trainer.accelerator=auto"
+            ]
+        return []
     if accelerator not in ("gpu", "cuda", "mps"):
         return []
     import torch
@@ -507,11 +566,19 @@ def check_command_line(args: Sequence[str], config_name: str = "train") -> Comma
             unknown = dict.fromkeys(n for names in selections for n in names if n not in groups[key] and n != "null")
             problems += [_unknown(f"{key}={n}", f"is not an option of {key}", n, groups[key]) for n in unknown]
             continue
-        if override.is_add() or override.is_force_add():
-            continue  # a new key, on purpose
         top = key.split(".")[0].split("/")[0]
         if top not in known:
-            problems.append(_unknown(f"{key}=...", f"'{top}' is not a setting", top, sorted(known)))
+            if override.is_add() or override.is_force_add():  # +key=...: a new key, but nothing would read it
+                problems.append(
+                    _unknown(
+                        f"{override.input_line.split('=', 1)[0]}=...",
+                        f"'{top}' is not a setting, nothing would read it",
+                        top,
+                        sorted(known),
+                    )
+                )
+            else:
+                problems.append(_unknown(f"{key}=...", f"'{top}' is not a setting", top, sorted(known)))
     if problems:
         raise ConfigError("invalid command line, nothing was run:\n  " + "\n  ".join(problems))
     return line
@@ -567,6 +634,54 @@ def check_log_dir(args: Sequence[str]) -> Path:
             "logs): nothing was run. Free some space or set paths.log_dir=<dir on another disk>"
         )
     return path
+
+
+def _list_groups(config_name: str) -> set[str]:
+    """The groups the config's defaults select as a list (``augment: []``): their options' settings sit side by side
+    under the group, so a setting of an option not in the list is explained by adding that option."""
+    path = CONFIG_DIR / f"{config_name}.yaml"
+    data = OmegaConf.load(path) if path.is_file() else OmegaConf.create()
+    defaults = data.get("defaults") or [] if isinstance(data, DictConfig) else []
+    return {
+        str(k)
+        for entry in defaults
+        if isinstance(entry, DictConfig)
+        for k, v in entry.items()
+        if isinstance(v, ListConfig)
+    }
+
+
+def _switched_off_by(key: str, overrides: Sequence[str]) -> str:
+    """`` by ensemble=snapshot (its config says: "Early stopping is off: ..."); leave this setting out`` when an option
+    selected in ``overrides`` sets ``key`` to null (found in its config file), else a plain advice."""
+    import re
+
+    groups = config_groups()
+    for text in overrides:
+        name, _, option = text.partition("=")
+        name = name.lstrip("+~")
+        if name not in groups or option not in groups[name]:
+            continue
+        path = CONFIG_DIR / name / f"{option}.yaml"
+        source = path.read_text()
+        data = OmegaConf.create(source) if source.strip() else OmegaConf.create()
+        package_global = "@package _global_" in source.split("\n", 1)[0]
+        relative = key if package_global else key.removeprefix(f"{name}.")
+        if not package_global and not key.startswith(f"{name}."):
+            continue
+        parent, _, last = relative.rpartition(".")
+        node = OmegaConf.select(data, parent) if parent else data
+        if not isinstance(node, DictConfig) or last not in node or node[last] is not None:
+            continue
+        words = key.rsplit(".", 1)[-1].replace("_", " ")
+        comments = " ".join(line.lstrip("# ").strip() for line in source.splitlines() if line.startswith("#"))
+        why = next(
+            (s.strip() for s in re.split(r"(?<=\.)\s+", comments) if words.lower() in s.lower()),
+            "",
+        )
+        said = f' ({path.relative_to(CONFIG_DIR.parent)}: "{why}")' if why else ""
+        return f" by {name}={option}{said}: leave this setting out, or choose another {name}"
+    return " (it is null in this config): leave this setting out"
 
 
 def explain_override_error(args: Sequence[str], config_name: str = "train") -> str | None:
@@ -636,12 +751,15 @@ def explain_override_error(args: Sequence[str], config_name: str = "train") -> s
                 f"{line}: the settings of {group} option '{option}' exist only when it is selected: "
                 f"add {group}=[{option}] (or {group}={option})"
             )
-        if parent in groups and missing in groups[parent]:
+        if parent in groups and missing in groups[parent] and parent in _list_groups(config_name):
             return (
                 f"{line}: the settings of {parent} option '{missing}' exist only when it is selected: "
                 f"add it to the list, e.g. {parent}=[...,{missing}]"
             )
         node = OmegaConf.select(rest, parent) if parent else rest
+        if missing in node and node[missing] is None:  # the key is there, switched off: not a typo
+            off = ".".join(parts[: depth + 1])
+            return f"{line}: {off} is switched off{_switched_off_by(off, overrides=plain[:i] + plain[i + 1 :])}"
         keys = sorted(str(k) for k in node.keys() if not str(k).startswith("_"))
         close = difflib.get_close_matches(missing, keys, n=1, cutoff=0.6)
         where = parent or "the config"

@@ -78,6 +78,11 @@ class AtomicCheckpointIO(TorchCheckpointIO):
                     f.flush()
                     os.fsync(f.fileno())
                 os.replace(tmp, path)
+        except OSError as err:
+            tmp.unlink(missing_ok=True)
+            if err.filename is None:  # a failed write names no file: name the checkpoint (a full disk, say)
+                raise OSError(err.errno, err.strerror or str(err), str(path)) from err
+            raise
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise

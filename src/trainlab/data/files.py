@@ -81,11 +81,33 @@ class DataFileError(ValueError):
 
 
 def resolve(directory: Path, name: str) -> Path | None:
-    """``directory/name`` or else ``directory/name.gz``, whichever exists (the uncompressed file first)."""
+    """``directory/name`` or else ``directory/name.gz``, whichever exists (the uncompressed file first).
+
+    A directory that cannot be looked into (no permission, an I/O error) raises :class:`DataFileError` naming it."""
     for candidate in (Path(directory) / name, Path(directory) / f"{name}.gz"):
-        if candidate.is_file():
-            return candidate
+        try:
+            if candidate.is_file():
+                return candidate
+        except OSError as err:
+            raise unreadable(Path(directory), err) from err
     return None
+
+
+def unreadable(path: Path, err: OSError) -> DataFileError:
+    """The :class:`DataFileError` for a data file (or its directory) the system refuses to read, saying what to do."""
+    import errno
+
+    what = "directory" if path.is_dir() else "file"
+    if err.errno in (errno.EACCES, errno.EPERM):
+        todo = (
+            f"give your user read permission (chmod u+r{'x' if what == 'directory' else ''} {path}), or point "
+            "paths.data_dir at a readable copy"
+        )
+    elif err.errno == errno.EIO:
+        todo = "the disk or the network file system failed to read it: copy the data set again, or check the disk"
+    else:
+        todo = "point paths.data_dir at a readable copy of the data set"
+    return DataFileError(f"{path}: cannot read this data {what} ({err.strerror or err}): {todo}")
 
 
 def find_files(names: Sequence[str], dirs: Sequence[Path]) -> Path | None:
@@ -99,13 +121,19 @@ def find_files(names: Sequence[str], dirs: Sequence[Path]) -> Path | None:
 def _read_bytes(path: Path) -> bytes:
     """The file's content, gunzipped if its name ends in ``.gz``; ValueError naming the file if that fails."""
     path = Path(path)
-    if path.suffix != ".gz":
-        return path.read_bytes()
     try:
+        if path.suffix != ".gz":
+            return path.read_bytes()
         with gzip.open(path, "rb") as f:
             return f.read()
-    except (OSError, EOFError) as err:  # gzip.BadGzipFile is an OSError; a cut-off stream raises EOFError
+    except gzip.BadGzipFile as err:
         raise DataFileError(f"{path}: not a readable gzip file ({err})") from err
+    except EOFError as err:  # a cut-off stream
+        raise DataFileError(f"{path}: not a readable gzip file ({err})") from err
+    except OSError as err:  # no permission, an I/O error: the system refused to read it
+        if err.errno is None:  # zlib's errors ("invalid stored block lengths") are OSErrors without errno
+            raise DataFileError(f"{path}: not a readable gzip file ({err})") from err
+        raise unreadable(path, err) from err
 
 
 # --------------------------------------------------------------------------------------------------------------------
