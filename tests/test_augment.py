@@ -421,9 +421,12 @@ def test_settings_derived_from_the_image_come_from_data_input_shape(make_cfg) ->
 
 def test_augment_options_refuse_unknown_settings_and_sizes_beyond_the_image(make_cfg) -> None:
     from trainlab.build import instantiate
+    from trainlab.errors import ConfigError
 
     cfg = make_cfg("data=synthetic", "data.input_shape=[3,32,32]", "augment=[crop]", "+augment.crop.paddding=2")
-    with pytest.raises(TypeError, match=r"'paddding'"):
+    with pytest.raises(
+        ConfigError, match=r"augment\.crop\.paddding=2: .*RandomCrop has no setting 'paddding'; did you mean"
+    ):
         instantiate(cfg.augment.crop)
     with pytest.raises(ValueError, match=r"augment\.cutout\.size.*1\.\.28"):
         Cutout(size=100, input_shape=(1, 28, 28))

@@ -66,8 +66,10 @@ def test_every_trainer_option_trains_or_says_why_not(tmp_path, option):
         out = proc.stdout + proc.stderr
         assert proc.returncode == 2, out[-3000:]
         assert "Traceback" not in out
-        message = [line for line in out.splitlines() if line.startswith("  ")]
-        assert len(message) == 1 and ("trainer.accelerator=" in message[0] or "trainer.devices=" in message[0])
+        assert proc.stdout == "" and len(proc.stderr.splitlines()) == 1, out[-3000:]  # one line, nothing else
+        message = proc.stderr.strip()
+        assert message.startswith("trainlab-train: ")
+        assert "trainer.accelerator=" in message or "trainer.devices=" in message
         assert list(tmp_path.iterdir()) == []  # nothing written, not even an empty logs/
         return
     assert proc.returncode == 0, proc.stderr[-6000:]
