@@ -15,6 +15,7 @@ augmentation.
 
 from __future__ import annotations
 
+import abc
 import logging
 import math
 from typing import Any
@@ -257,7 +258,7 @@ def plot_lr_find(result: dict[str, Any], path) -> None:
 # ---------------------------------------------------------------------------------------------------------------
 # The steps as config choices: `recipe=initial_loss|overfit|lr_find` instantiates one of these (`_target_`)
 # ---------------------------------------------------------------------------------------------------------------
-class RecipeStep:
+class RecipeStep(abc.ABC):
     """One step of the recipe, selected with ``recipe=<name>`` (``configs/recipe/<name>.yaml`` names the class).
 
     :meth:`config` says what the step measures (by default regularization off: every regularizer, the
@@ -281,8 +282,9 @@ class RecipeStep:
                 cfg.optimizer.weight_decay = 0.0
         return cfg
 
+    @abc.abstractmethod
     def measure(self, module, datamodule, cfg, out_dir) -> dict[str, Any]:
-        raise NotImplementedError
+        """Run the step on ``module`` and ``datamodule``: a dict with ``ok`` and ``message`` (and the figures)."""
 
 
 class InitialLoss(RecipeStep):

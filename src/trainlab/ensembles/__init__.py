@@ -13,6 +13,7 @@ is the averaged one.
 
 from __future__ import annotations
 
+import abc
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -57,7 +58,7 @@ def test_split(datamodule, device: torch.device) -> tuple[Tensor, Tensor]:
     return torch.cat(xs), torch.cat(ys)
 
 
-class Ensemble(Callback):
+class Ensemble(Callback, abc.ABC):
     """An ensemble kind (``ensemble=<kind>``; ``configs/ensemble/<kind>.yaml`` names the class): one callback that
     owns its network (:meth:`network`), its learning-rate schedule if it has one (:meth:`schedule`) and the report
     it adds to ``metrics.json`` and to every logger after the run's test (:meth:`report`).
@@ -77,9 +78,9 @@ class Ensemble(Callback):
         """A learning-rate scheduler factory that replaces the configured one, or None."""
         return None
 
+    @abc.abstractmethod
     def report(self, trainer, module: nn.Module, x: Tensor, y: Tensor) -> dict[str, Any]:
         """The ensemble figures (:func:`ensemble_report`) on the test inputs ``x`` with labels ``y``."""
-        raise NotImplementedError
 
     def load(self, path: str, device: torch.device) -> dict[str, Any]:
         return torch.load(path, map_location=device, weights_only=True)
