@@ -184,3 +184,44 @@ def test_the_rules_of_trainlabs_own_classes_do_not_judge_a_users_class(make_cfg)
     with pytest.raises(ConfigError, match=r"data\.batch_size=0"):
         validate(make_cfg("data.batch_size=0"))
     validate(make_cfg("data._target_=user_data.Loader", "data.batch_size=0"))  # its own constructor decides
+
+
+def test_every_technique_option_at_once_as_a_user_types_it(tmp_path) -> None:
+    """Every augment option and every regularizer the MLP takes, in one `trainlab-train` with the defaults on
+    (progress bar, printed config, callbacks, csv logger); the lists are read from configs/, not kept here."""
+    import inspect
+
+    import hydra
+    from omegaconf import OmegaConf
+
+    from trainlab import CONFIG_DIR
+    from trainlab.models.mlp import MLP
+
+    def options(group: str) -> list[str]:
+        return sorted(p.stem for p in (CONFIG_DIR / group).glob("*.yaml"))
+
+    mlp_takes = inspect.signature(MLP).parameters
+    regularizers = []
+    for name in options("regularizer"):
+        cls = hydra.utils.get_class(OmegaConf.load(CONFIG_DIR / "regularizer" / f"{name}.yaml")[name]["_target_"])
+        if cls.stage != "layer" or cls.argument in mlp_takes:
+            regularizers.append(name)
+    if "alpha_dropout" in regularizers and "dropout" in regularizers:
+        regularizers.remove("alpha_dropout")  # AlphaDropout goes with selu, dropout with relu
+    run_dir = tmp_path / "run"
+    args = [
+        "trainlab-train",
+        "data=synthetic",
+        "data.input_shape=[3,8,8]",  # colour images: color_jitter needs three channels
+        f"augment=[{','.join(options('augment'))}]",
+        f"regularizer=[{','.join(regularizers)}]",
+        "trainer.max_epochs=1",
+        "+trainer.limit_train_batches=5",
+        f"hydra.run.dir={run_dir}",
+    ]
+    proc = run_cli(args, cwd=tmp_path)
+    assert "CONFIG" in proc.stdout + proc.stderr  # the printed config tree, a default
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["status"] == "completed" and metrics["steps"] == 5 and metrics["train/reg_loss"] > 0
+    saved = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)["trainlab"]["config"]
+    assert set(saved["augment"]) == set(options("augment")) and set(saved["regularizer"]) == set(regularizers)
