@@ -53,13 +53,24 @@ class CountBatches(torch.nn.Module):
 
 MODEL = '''
 import math
+from typing import Annotated
+
 import torch
 from torch import nn
 
-class Tiny(nn.Module):
-    """A user's network: an argument of its own (temperature), no activation argument."""
+from trainlab.settings import Setting, checked
 
-    def __init__(self, num_classes: int, input_shape, hidden: int = 32, temperature: float = 1.0):
+class Tiny(nn.Module):
+    """A user's network: an argument of its own (temperature), no activation argument; its settings declared."""
+
+    @checked
+    def __init__(
+        self,
+        num_classes: int,
+        input_shape,
+        hidden: Annotated[int, Setting("units of the hidden layer", low=1)] = 32,
+        temperature: Annotated[float, Setting("the softmax temperature", low=0, low_open=True)] = 1.0,
+    ):
         super().__init__()
         self.register_buffer("temperature", torch.tensor(float(temperature)))
         self.body = nn.Sequential(
@@ -171,6 +182,52 @@ def test_a_plain_lightning_datamodule_trains_under_the_default_config(tmp_path, 
     state = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
     assert torch.allclose(state["preprocess.mean"].flatten(), train_x.mean().view(1), atol=1e-6)
     assert torch.allclose(state["preprocess.std"].flatten(), train_x.std().view(1), rtol=1e-3)
+
+
+def test_a_user_models_declared_settings_are_checked_before_the_run_and_when_built(tmp_path, user_project) -> None:
+    """The user's model declares its settings in its signature (``Annotated[float, Setting(...)]``), as trainlab's own
+    classes do: ``trainlab-train`` refuses a bad value in one line, exit 2, with nothing written; the declaration is
+    read without importing torch (or the user's module); building the class from Python checks the same range."""
+    import subprocess
+    import sys
+
+    from tests.conftest import BIN
+
+    configs, env = user_project
+    run_dir = tmp_path / "refused"
+    args = ["model=tiny", "model.temperature=0", f"hydra.searchpath=[file://{configs}]"]
+    proc = subprocess.run(
+        [str(BIN / "trainlab-train"), *args, f"hydra.run.dir={run_dir}"],
+        cwd=tmp_path,
+        env={**os.environ, "OMP_NUM_THREADS": "1", **env},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 2, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "Traceback" not in proc.stdout + proc.stderr and not run_dir.exists()
+    (line,) = proc.stderr.strip().splitlines()
+    assert line == "trainlab-train: model.temperature=0: the softmax temperature must be a number > 0; nothing was run"
+
+    probe = (
+        "import sys; from trainlab.settings import declared; d = declared('user_model.Tiny'); "
+        "print(sorted(d), d['temperature'].allowed(), 'torch' in sys.modules, 'user_model' in sys.modules)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe], env={**os.environ, **env}, capture_output=True, text=True, check=True
+    ).stdout.split()
+    assert out == ["['hidden',", "'temperature']", "a", "number", ">", "0", "False", "False"]
+
+    sys.path.insert(0, env["PYTHONPATH"].split(os.pathsep)[0])
+    try:
+        from user_model import Tiny  # type: ignore[import-not-found]
+
+        with pytest.raises(ValueError, match=r"^temperature=-1\.0: the softmax temperature must be a number > 0$"):
+            Tiny(num_classes=10, input_shape=[1, 8, 8], temperature=-1.0)
+        assert Tiny(num_classes=10, input_shape=[1, 8, 8], temperature=2.0).temperature.item() == 2.0
+    finally:
+        sys.path.pop(0)
+        sys.modules.pop("user_model", None)
 
 
 def test_the_rules_of_trainlabs_own_classes_do_not_judge_a_users_class(make_cfg) -> None:

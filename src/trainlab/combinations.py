@@ -19,16 +19,15 @@ from __future__ import annotations
 
 import ast
 import functools
-import importlib.util
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from trainlab import CONFIG_DIR
+from trainlab.settings import module_file
 
 #: preprocessing methods whose output is a vector (the top principal components), not an image
 VECTOR_PREPROCESS = ("pca", "pca_whiten")
@@ -107,31 +106,12 @@ class ModelSource:
         return dict(self.attributes).get(name)
 
 
-def _module_file(module: str) -> Path | None:
-    """The ``.py`` file of a module, found without importing it or its packages."""
-    parts = module.split(".")
-    try:
-        spec = importlib.util.find_spec(parts[0])  # a top-level name: nothing is imported
-    except (ImportError, ValueError):
-        return None
-    if spec is None:
-        return None
-    if len(parts) == 1:
-        return Path(spec.origin) if spec.origin and spec.origin.endswith(".py") else None
-    for base in spec.submodule_search_locations or []:
-        path = Path(base, *parts[1:])
-        for candidate in (path.with_suffix(".py"), path / "__init__.py"):
-            if candidate.is_file():
-                return candidate
-    return None
-
-
 @functools.lru_cache(maxsize=64)
 def model_source(target: str) -> ModelSource:
     """Read the class ``target`` (``package.module.Class``) from its source file with :mod:`ast`."""
     unknown = ModelSource(params=None, needs_images=False)
     module, _, name = target.rpartition(".")
-    path = _module_file(module) if module else None
+    path = module_file(module) if module else None
     if path is None:
         return unknown
     try:
@@ -394,6 +374,51 @@ def _held_out_fractions(cfg: DictConfig) -> list[str]:
     ]
 
 
+def _within(cfg: DictConfig, key: str, target_key: str, **bounds: Any) -> list[str]:
+    """The problem of ``key`` against its own declaration (:mod:`trainlab.settings`) with ``bounds`` that depend on
+    another setting added: the message names the whole range, as a declared range would."""
+    import dataclasses
+
+    from trainlab.settings import Declared, declared
+
+    target = _get(cfg, target_key)
+    setting = declared(target).get(key.rsplit(".", 1)[-1]) if isinstance(target, str) else None
+    value = _get(cfg, key)
+    if setting is None or not isinstance(value, int | float) or isinstance(value, bool):
+        return []
+    if not setting.accepts(value):
+        return []  # out of its own range: reported as such
+    wider = Declared(dataclasses.replace(setting.setting, **bounds), setting.kind, setting.choices)
+    problem = wider.problem(key, value)
+    return [problem] if problem else []
+
+
+def _image_side(cfg: DictConfig) -> int | None:
+    shape = data_shape(cfg)
+    return min(shape[1:]) if shape is not None and len(shape) == 3 else None
+
+
+def _crop_padding_vs_image(cfg: DictConfig) -> list[str]:
+    side = _image_side(cfg)
+    if "crop" not in _names(cfg, "augment") or side is None:
+        return []
+    return _within(cfg, "augment.crop.padding", "augment.crop._target_", high=side - 1)
+
+
+def _cutout_vs_image(cfg: DictConfig) -> list[str]:
+    side = _image_side(cfg)
+    if "cutout" not in _names(cfg, "augment") or side is None:
+        return []
+    return _within(cfg, "augment.cutout.size", "augment.cutout._target_", high=side)
+
+
+def _lr_range(cfg: DictConfig) -> list[str]:
+    low = _get(cfg, "recipe.min_lr")
+    if not isinstance(low, int | float) or isinstance(low, bool):
+        return []
+    return _within(cfg, "recipe.max_lr", "recipe._target_", low=low, low_open=True)
+
+
 VECTORS = "data=synthetic data.input_shape=[2] data.train_size=64 data.val_size=32 data.test_size=32"
 #: every rule that depends on two (or more) settings
 COMBINATIONS: tuple[Combination, ...] = (
@@ -496,6 +521,24 @@ COMBINATIONS: tuple[Combination, ...] = (
         ("data.val_fraction", "data.test_fraction"),
         _held_out_fractions,
         ("data.val_fraction=0.5 data.test_fraction=0.5",),
+    ),
+    Combination(
+        "a crop padding as wide as the image",
+        ("augment.crop.padding", "data.input_shape", "augment"),
+        _crop_padding_vs_image,
+        ("augment=[crop] augment.crop.padding=8",),
+    ),
+    Combination(
+        "a cutout square larger than the image",
+        ("augment.cutout.size", "data.input_shape", "augment"),
+        _cutout_vs_image,
+        ("augment=[cutout] augment.cutout.size=9", "data=fashion_mnist augment=[cutout] augment.cutout.size=100"),
+    ),
+    Combination(
+        "a learning-rate range test that ends below its start",
+        ("recipe.max_lr", "recipe.min_lr"),
+        _lr_range,
+        ("recipe=lr_find recipe.max_lr=1e-7",),
     ),
     Combination(
         "worker processes without a DataLoader",

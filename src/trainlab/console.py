@@ -19,13 +19,29 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from omegaconf import DictConfig
 
 from trainlab.errors import ConfigError, DivergenceError, RecipeCheckFailed, RunInterrupted, one_line, refusal
+from trainlab.settings import Setting
 
 log = logging.getLogger("trainlab")
+
+#: the run's own settings (the top of configs/train.yaml and eval.yaml), whichever console script runs it; every
+#: other setting is declared by the class its ``_target_`` names (:mod:`trainlab.settings`)
+SETTINGS = {
+    "seed": Annotated[int, Setting("random seed", low=0, high=2**32 - 1)],
+    "trust_checkpoint": Annotated[bool, Setting("whether to unpickle more than weights")],
+    "overwrite": Annotated[bool, Setting("whether to run in a directory that holds an earlier run")],
+    "channels_last": Annotated[bool, Setting("the channels-last memory format")],
+    "train": Annotated[bool, Setting("whether to train")],
+    "test": Annotated[bool, Setting("whether to test")],
+    "extras.print_config": Annotated[bool, Setting("whether to print the config tree")],
+    "extras.ignore_warnings": Annotated[bool, Setting("whether to silence Python warnings")],
+    "extras.curves": Annotated[bool, Setting("whether to plot the learning curves")],
+    "extras.threads": Annotated[int, Setting("PyTorch's threads", low=1, also=("auto",))],
+}
 
 
 def console_script(prog: str, hydra_main: Callable[[], Any], config_name: str) -> None:

@@ -28,11 +28,12 @@ import types
 import typing
 import warnings
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any
+from typing import Annotated, Any, Literal
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from trainlab.errors import ConfigError, one_line
+from trainlab.settings import Setting
 
 #: the keys Hydra reads itself, never passed to the class
 HYDRA_KEYS = frozenset({"_target_", "_partial_", "_recursive_", "_convert_", "_args_"})
@@ -44,6 +45,65 @@ SCHEDULER_OWN_KEYS = ("interval", "monitor", "frequency")
 #: with a run's metrics).
 METRICS = ("train/loss", "train/acc", "train/reg_loss", "val/loss", "val/acc", "val/acc_best")
 _EMPTY = inspect.Parameter.empty
+
+
+#: what Lightning's Trainer takes as ``precision`` (its ``_PRECISION_INPUT``: tests/test_bad_input_kinds.py compares)
+PRECISIONS = Literal[
+    "32-true", 32, "32", "16-mixed", 16, "16", "bf16-mixed", "bf16", "16-true", "bf16-true", "64-true", 64, "64",
+    "transformer-engine", "transformer-engine-float16",
+]  # fmt: skip
+PROBABILITY_HIGH_OPEN = {"low": 0, "high": 1, "high_open": True}  # [0, 1)
+_OPTIMIZER = {
+    "lr": Annotated[float, Setting("learning rate", low=0, low_open=True)],
+    "weight_decay": Annotated[float, Setting("weight decay", low=0)],
+    "momentum": Annotated[float, Setting("momentum", **PROBABILITY_HIGH_OPEN)],
+    "nesterov": Annotated[bool, Setting("Nesterov momentum")],
+}
+_SCHEDULER = {
+    "max_lr": Annotated[float, Setting("one-cycle's peak learning rate", low=0, low_open=True)],
+    "pct_start": Annotated[float, Setting("one-cycle's warm-up share", low=0, high=1, low_open=True, high_open=True)],
+    "gamma": Annotated[float, Setting("the schedule's factor", low=0, low_open=True)],
+    "step_size": Annotated[int, Setting("epochs between decays", low=1)],
+    "T_max": Annotated[int, Setting("the cosine's length in epochs (or steps)", low=1)],
+    "eta_min": Annotated[float, Setting("the cosine's lowest learning rate", low=0)],
+}
+#: what Lightning's Trainer takes without a word and fails on in the middle of fit (or ignores)
+_TRAINER = {
+    "max_epochs": Annotated[int, Setting("epochs", low=1)],
+    "precision": Annotated[PRECISIONS, Setting("numeric precision")],
+    "accelerator": Annotated[Literal["auto", "cpu", "gpu", "cuda", "mps", "tpu"], Setting("device kind")],
+    "min_epochs": Annotated[int, Setting("epochs before early stopping may stop the run", low=0)],
+    "min_steps": Annotated[int, Setting("steps before early stopping may stop the run", low=0)],
+    "check_val_every_n_epoch": Annotated[int, Setting("epochs between validations", low=1)],
+    "val_check_interval": Annotated[
+        float, Setting("batches (or share of an epoch) between validations", low=0, low_open=True)
+    ],
+    "accumulate_grad_batches": Annotated[int, Setting("batches whose gradients add up to one step", low=1)],
+    "gradient_clip_val": Annotated[float, Setting("the gradient clipping threshold (0: none)", low=0)],
+    "num_sanity_val_steps": Annotated[int, Setting("validation batches checked before training (-1: all)", low=-1)],
+    "log_every_n_steps": Annotated[int, Setting("steps between logged training metrics (0: none)", low=0)],
+    "enable_progress_bar": Annotated[bool, Setting("the progress bar")],
+    "enable_model_summary": Annotated[bool, Setting("the model summary")],
+}
+#: the settings of library classes, which are not ours to annotate (:mod:`trainlab.settings`), by the class's path
+#: or a package prefix ending in ``.`` (the most specific one counts); a subclass of one of them inherits them
+LIBRARY: dict[str, dict[str, Any]] = {
+    "torch.optim.": _OPTIMIZER,
+    "torch.optim.lr_scheduler.": _SCHEDULER,
+    **{f"{package}.Trainer": _TRAINER for package in ("pytorch_lightning", "lightning.pytorch", "lightning")},
+    **{
+        f"{package}.callbacks.EarlyStopping": {
+            "patience": Annotated[int, Setting("epochs without improvement before stopping", low=1)]
+        }
+        for package in ("pytorch_lightning", "lightning.pytorch", "lightning")
+    },
+    **{
+        f"{package}.callbacks.ModelCheckpoint": {
+            "save_top_k": Annotated[int, Setting("best checkpoints kept (-1: all)", low=-1)]
+        }
+        for package in ("pytorch_lightning", "lightning.pytorch", "lightning")
+    },
+}
 
 
 #: the parts of a config whose settings go to a library

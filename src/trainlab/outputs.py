@@ -88,8 +88,12 @@ def torch_threads(cfg: DictConfig) -> int | None:
         if trainer.get("accelerator") == "cpu" and processes > 1 and not os.environ.get("OMP_NUM_THREADS"):
             return max(1, (os.cpu_count() or 1) // processes)
         return None
-    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
-        raise ValueError(f"extras.threads={threads!r}: give auto or a number of threads >= 1")
+    from trainlab.console import SETTINGS
+    from trainlab.settings import declaration
+
+    problem = declaration(SETTINGS["extras.threads"]).problem("extras.threads", threads)
+    if problem:
+        raise ValueError(problem)
     return threads
 
 

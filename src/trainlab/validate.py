@@ -1,24 +1,24 @@
-"""Bad input gets a clear answer before anything runs: a typed schema of every documented setting.
+"""Bad input gets a clear answer before anything runs, from the settings' own declarations.
 
-Two checks, both before training starts:
+Two checks, both before training starts and before torch is imported:
 
 * :func:`check_command_line` (run by ``trainlab-train`` / ``trainlab-eval`` before Hydra): an unknown option of a
   config group (``activation=relu6``) or an unknown top-level setting (``optimiser.lr=0.1``) is answered with the
   valid choices and, when one is close, a suggestion. Exit code 2, nothing created.
-* :func:`validate` (run on the composed config): every setting in :data:`RULES` has a type and an allowed range;
-  every violation is reported at once, naming the key, the value and what is allowed. Exit code 2, before any
-  data is loaded or any checkpoint written.
+* :func:`validate` (run on the composed config): every setting is checked against its declaration, which lives once,
+  in the signature of the class its ``_target_`` names (:mod:`trainlab.settings`, read from the source with
+  :mod:`ast`); the same declaration checks the arguments when the class is built. Every violation is reported at
+  once, naming the key, the value and what is allowed, then the rules over two settings
+  (:mod:`trainlab.combinations`). Exit code 2, before any data is loaded or any checkpoint written.
 
-The schema is one table (:data:`RULES`), not checks scattered over the code; the classes' own checks stay as a
-second line for people who build them from Python. ``docs/bad_inputs.md`` lists every bad input the tests try and
-the message it gets.
+A user's class gets the same early checks by declaring its settings the same way. ``docs/bad_inputs.md`` lists
+every bad input the tests try and the message it gets.
 """
 
 from __future__ import annotations
 
 import difflib
-import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,259 +27,39 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from trainlab import CONFIG_DIR
 from trainlab.errors import ConfigError
+from trainlab.settings import Declared, declared, module_settings
 
-Bound = float | Callable[[DictConfig], float] | None
-
-#: owners of the model and data rules below (Rule.owners)
-MLP, CNN, RESNET = "trainlab.models.mlp.MLP", "trainlab.models.cnn.CNN", "trainlab.models.resnet.ResNet"
-TRAINLAB_DATA = ("trainlab.data.",)
+#: the module whose ``SETTINGS`` declares the run's own settings (``seed``, ``train``, ``extras.*``...)
+RUN_SETTINGS = "trainlab.console"
 
 
-@dataclass(frozen=True)
-class Rule:
-    """``key`` (dotted; checked when present and not null) must be ``kind`` within the bounds.
-
-    ``kind``: ``int``, ``number``, ``bool`` or ``choice``. ``low``/``high`` may depend on the config (a
-    callable), e.g. the image size. ``what`` says in a few words what the setting is. ``owners``: the classes
-    (``_target_`` of the key's group; a name ending in ``.`` is a package prefix) whose setting it is: a rule of
-    trainlab's CNN does not judge a user's model that happens to have a ``pool`` argument. Empty: every class.
-    """
-
-    key: str
-    kind: str
-    what: str
-    low: Bound = None
-    high: Bound = None
-    low_open: bool = False
-    high_open: bool = False
-    choices: tuple[str | int, ...] = ()
-    owners: tuple[str, ...] = ()
-
-    def applies(self, cfg: DictConfig) -> bool:
-        if not self.owners:
-            return True
-        target = OmegaConf.select(cfg, f"{self.key.split('.')[0]}._target_", default=None)
-        return isinstance(target, str) and any(
-            target.startswith(o) if o.endswith(".") else target == o for o in self.owners
-        )
-
-    def allowed(self, cfg: DictConfig) -> str:
-        if self.kind == "bool":
-            return "true or false"
-        if self.kind == "choice":
-            return "one of " + ", ".join(dict.fromkeys(map(str, self.choices)))  # 32 and '32' read alike
-        noun = "an integer" if self.kind == "int" else "a number"
-        low, high = _bound(self.low, cfg), _bound(self.high, cfg)
-        if low is not None and high is not None:
-            return f"{noun} in {'(' if self.low_open else '['}{_num(low)}, {_num(high)}{')' if self.high_open else ']'}"
-        if low is not None:
-            return f"{noun} {'>' if self.low_open else '>='} {_num(low)}"
-        if high is not None:
-            return f"{noun} {'<' if self.high_open else '<='} {_num(high)}"
-        return noun
-
-    def check(self, value: Any, cfg: DictConfig) -> bool:
-        if self.kind == "bool":
-            return isinstance(value, bool)
-        if self.kind == "choice":  # 32 (an int, as Hydra reads it) and '32' are both choices when both are listed
-            return any(value == c and type(value) is type(c) for c in self.choices)
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            return False
-        if self.kind == "int" and not isinstance(value, int):
-            return False
-        if not math.isfinite(value):
-            return False
-        low, high = _bound(self.low, cfg), _bound(self.high, cfg)
-        if low is not None and (value <= low if self.low_open else value < low):
-            return False
-        return not (high is not None and (value >= high if self.high_open else value > high))
+def declared_settings(cfg: DictConfig) -> dict[str, Declared]:
+    """Every setting of ``cfg`` that has a declaration (:mod:`trainlab.settings`), by its dotted key: the parameters
+    of each ``_target_``'s class as its signature declares them, and the run's own settings. Nothing is imported."""
+    found = dict(module_settings(RUN_SETTINGS))
+    for path, target in _targets(cfg):
+        found.update({f"{path}.{name}": d for name, d in declared(target).items()})
+    return found
 
 
-def _bound(bound: Bound, cfg: DictConfig) -> float | None:
-    return bound(cfg) if callable(bound) else bound
-
-
-def _num(x: float) -> str:
-    return str(int(x)) if float(x).is_integer() else f"{x:g}"
-
-
-def _image_side(cfg: DictConfig) -> float:
-    shape = list(cfg.data.input_shape)
-    return float(min(shape[1:])) if len(shape) == 3 else math.inf
-
-
-#: what Lightning's Trainer takes as ``precision`` (its ``_PRECISION_INPUT``: tests/test_bad_input_kinds.py compares)
-PRECISIONS: tuple[str | int, ...] = (
-    "32-true",
-    32,
-    "32",
-    "16-mixed",
-    16,
-    "16",
-    "bf16-mixed",
-    "bf16",
-    "16-true",
-    "bf16-true",
-    "64-true",
-    64,
-    "64",
-    "transformer-engine",
-    "transformer-engine-float16",
-)
-PROBABILITY = {"low": 0.0, "high": 1.0}  # [0, 1]
-OPEN_UNIT = {"low": 0.0, "high": 1.0, "low_open": True, "high_open": True}  # (0, 1)
-UNIT_HIGH_OPEN = {"low": 0.0, "high": 1.0, "high_open": True}  # [0, 1)
-#: every documented setting with a type and a range
-RULES: tuple[Rule, ...] = (
-    # data
-    Rule("data.batch_size", "int", "samples per batch", low=1, owners=TRAINLAB_DATA),
-    Rule("data.eval_batch_size", "int", "samples per evaluation batch", low=1, owners=TRAINLAB_DATA),
-    Rule("data.num_workers", "int", "DataLoader worker processes", low=0, owners=TRAINLAB_DATA),
-    Rule("data.loader", "choice", "how batches are made", choices=("memory", "dataloader"), owners=TRAINLAB_DATA),
-    Rule("data.val_fraction", "number", "share of digits held out for validation", **OPEN_UNIT, owners=TRAINLAB_DATA),
-    Rule("data.test_fraction", "number", "share of digits held out for testing", **OPEN_UNIT, owners=TRAINLAB_DATA),
-    Rule("data.val_size", "int", "training images held out for validation", low=1, owners=TRAINLAB_DATA),
-    Rule("data.split_seed", "int", "seed of the train/validation split", low=0, owners=TRAINLAB_DATA),
-    # model
-    Rule("model.depth", "int", "hidden layers (MLP) or layers (ResNet)", low=1, owners=(MLP, RESNET)),
-    Rule("model.width", "int", "units or channels per layer", low=1, owners=(MLP, RESNET)),
-    Rule("model.hidden", "int", "units of the CNN's hidden layer", low=1, owners=(CNN,)),
-    Rule("model.pool", "choice", "the CNN's pooling", choices=("max", "avg", "none"), owners=(CNN,)),
-    # activation, init, preprocess
-    Rule("activation.negative_slope", "number", "slope for x < 0", low=0),
-    Rule("activation.alpha", "number", "ELU's saturation value", low=0, low_open=True),
-    Rule("activation.pieces", "int", "maxout's pieces", low=2),
-    Rule("init.std", "number", "standard deviation of the weights", low=0, low_open=True),
-    Rule("init.gain", "number", "the init's gain", low=0, low_open=True),
-    Rule("init.distribution", "choice", "the init's distribution", choices=("normal", "uniform")),
-    Rule("init.mode", "choice", "the fan the init keeps", choices=("fan_in", "fan_out")),
-    Rule("preprocess.components", "int", "PCA components kept", low=1),
-    Rule("preprocess.eps", "number", "whitening's regulariser", low=0),
-    Rule("preprocess.mode", "choice", "what the statistics are taken over", choices=("channel", "image")),
-    # augmentation
-    Rule("augment.hflip.p", "number", "probability of a horizontal flip", **PROBABILITY),
-    Rule("augment.vflip.p", "number", "probability of a vertical flip", **PROBABILITY),
-    Rule(
-        "augment.crop.padding", "int", "pixels of padding before the crop", low=0, high=lambda cfg: _image_side(cfg) - 1
-    ),
-    Rule("augment.cutout.size", "int", "side of the cut-out square", low=1, high=_image_side),
-    Rule("augment.crop.padding_mode", "choice", "how the crop pads", choices=("constant", "reflect")),
-    Rule("augment.color_jitter.brightness", "number", "brightness jitter", low=0),
-    Rule("augment.color_jitter.contrast", "number", "contrast jitter", low=0),
-    Rule("augment.color_jitter.saturation", "number", "saturation jitter", low=0),
-    Rule("augment.rotate.degrees", "number", "largest rotation", low=0, high=180),
-    Rule("augment.translate.fraction", "number", "largest shift, as a fraction of the side", **UNIT_HIGH_OPEN),
-    # regularizers
-    Rule("regularizer.dropout.p", "number", "probability of zeroing a unit", **UNIT_HIGH_OPEN),
-    Rule("regularizer.alpha_dropout.p", "number", "probability of dropping a unit", **UNIT_HIGH_OPEN),
-    Rule("regularizer.dropconnect.p", "number", "probability of zeroing a weight", **UNIT_HIGH_OPEN),
-    Rule("regularizer.dropconnect.samples", "int", "samples of DropConnect's inference", low=1),
-    Rule("regularizer.dropconnect.inference", "choice", "DropConnect's inference", choices=("mean", "gaussian")),
-    Rule(
-        "regularizer.fractional_pool.intervals",
-        "choice",
-        "fractional pooling's intervals",
-        choices=("random", "pseudo_random"),
-    ),
-    Rule("regularizer.fractional_pool.test_samples", "int", "test passes averaged", low=1),
-    Rule("regularizer.l1.weight", "number", "L1 penalty weight", low=0),
-    Rule("regularizer.l2.weight", "number", "L2 penalty weight", low=0),
-    Rule("regularizer.elastic_net.l1_weight", "number", "elastic net's L1 weight", low=0),
-    Rule("regularizer.elastic_net.l2_weight", "number", "elastic net's L2 weight", low=0),
-    Rule("regularizer.mixup.alpha", "number", "mixup's Beta(alpha, alpha)", low=0, low_open=True),
-    Rule("regularizer.cutmix.alpha", "number", "CutMix's Beta(alpha, alpha)", low=0, low_open=True),
-    Rule("regularizer.label_smoothing.eps", "number", "label smoothing", **UNIT_HIGH_OPEN),
-    Rule(
-        "regularizer.stochastic_depth.p_L",
-        "number",
-        "survival probability of the last block",
-        low=0,
-        high=1,
-        low_open=True,
-    ),
-    Rule(
-        "regularizer.fractional_pool.ratio",
-        "number",
-        "fractional pooling's output/input ratio",
-        low=0.5,
-        high=1,
-        high_open=True,
-    ),
-    # optimisation
-    Rule("optimizer.lr", "number", "learning rate", low=0, low_open=True),
-    Rule("optimizer.weight_decay", "number", "weight decay", low=0),
-    Rule("optimizer.momentum", "number", "momentum", **UNIT_HIGH_OPEN),
-    Rule("scheduler.max_lr", "number", "one-cycle's peak learning rate", low=0, low_open=True),
-    Rule("scheduler.pct_start", "number", "one-cycle's warm-up share", **OPEN_UNIT),
-    Rule("scheduler.gamma", "number", "the schedule's factor", low=0, low_open=True),
-    Rule("scheduler.step_size", "int", "epochs between decays", low=1),
-    Rule("scheduler.T_max", "int", "the cosine's length in epochs (or steps)", low=1),
-    Rule("scheduler.eta_min", "number", "the cosine's lowest learning rate", low=0),
-    # training
-    Rule("trainer.max_epochs", "int", "epochs", low=1),
-    Rule("trainer.precision", "choice", "numeric precision", choices=PRECISIONS),
-    Rule("trainer.accelerator", "choice", "device kind", choices=("auto", "cpu", "gpu", "cuda", "mps", "tpu")),
-    # what Lightning's Trainer takes without a word and fails on in the middle of fit (or ignores)
-    Rule("trainer.min_epochs", "int", "epochs before early stopping may stop the run", low=0),
-    Rule("trainer.min_steps", "int", "steps before early stopping may stop the run", low=0),
-    Rule("trainer.check_val_every_n_epoch", "int", "epochs between validations", low=1),
-    Rule(
-        "trainer.val_check_interval",
-        "number",
-        "batches (or share of an epoch) between validations",
-        low=0,
-        low_open=True,
-    ),
-    Rule("trainer.accumulate_grad_batches", "int", "batches whose gradients add up to one step", low=1),
-    Rule("trainer.gradient_clip_val", "number", "the gradient clipping threshold (0: none)", low=0),
-    Rule("trainer.num_sanity_val_steps", "int", "validation batches checked before training (-1: all)", low=-1),
-    Rule("trainer.log_every_n_steps", "int", "steps between logged training metrics (0: none)", low=0),
-    Rule("callbacks.early_stopping.patience", "int", "epochs without improvement before stopping", low=1),
-    Rule("callbacks.model_checkpoint.save_top_k", "int", "best checkpoints kept (-1: all)", low=-1),
-    Rule("seed", "int", "random seed", low=0, high=2**32 - 1),
-    Rule("trust_checkpoint", "bool", "whether to unpickle more than weights"),
-    Rule("overwrite", "bool", "whether to run in a directory that holds an earlier run"),
-    Rule("channels_last", "bool", "the channels-last memory format"),
-    Rule("train", "bool", "whether to train"),
-    Rule("test", "bool", "whether to test"),
-    # every other switch a config file sets to true/false: "no", "0" or "off" must not read as true
-    Rule("extras.print_config", "bool", "whether to print the config tree"),
-    Rule("extras.ignore_warnings", "bool", "whether to silence Python warnings"),
-    Rule("extras.curves", "bool", "whether to plot the learning curves"),
-    Rule("data.download", "bool", "whether to download missing data files", owners=TRAINLAB_DATA),
-    Rule("trainer.enable_progress_bar", "bool", "the progress bar"),
-    Rule("trainer.enable_model_summary", "bool", "the model summary"),
-    Rule("ensemble.vectorize", "bool", "whether the members run as one batched network"),
-    Rule("optimizer.nesterov", "bool", "Nesterov momentum"),
-    Rule("regularizer.fractional_pool.overlapping", "bool", "overlapping pooling regions"),
-    *(
-        Rule(f"regularizer.{penalty}.{part}", "bool", f"whether the {penalty} penalty includes {what}")
-        for penalty in ("l1", "l2", "elastic_net")
-        for part, what in (("include_bias", "biases"), ("include_norm", "normalization weights"))
-    ),
-    Rule("callbacks.activation_stats.plot", "bool", "whether to plot the activation statistics"),
-    # ensembles, recipe
-    Rule("ensemble.size", "int", "members of the ensemble", low=2),
-    Rule("ensemble.cycles", "int", "snapshot cycles", low=1),
-    Rule("ensemble.keep", "int", "snapshots kept (the last ones)", low=1),
-    Rule("ensemble.decay", "number", "EMA decay", **OPEN_UNIT),
-    Rule("ensemble.swa_epoch_start", "number", "when SWA starts (share of the epochs)", **OPEN_UNIT),
-    Rule("recipe.samples", "int", "images of the overfitting sample", low=1),
-    Rule("recipe.max_epochs", "int", "epochs of the overfitting check", low=1),
-    Rule("recipe.batches", "int", "batches of the initial-loss check", low=1),
-    Rule("recipe.num_training", "int", "steps of the learning-rate range test", low=2),
-    Rule("recipe.min_lr", "number", "lowest learning rate of the range test", low=0, low_open=True),
-    Rule(
-        "recipe.max_lr",
-        "number",
-        "highest learning rate of the range test",
-        low=lambda cfg: cfg.recipe.min_lr,
-        low_open=True,
-    ),
-)
-
-
-RULE_KEYS = frozenset(rule.key for rule in RULES)
+def _targets(node: Any, path: str = "", depth: int = 0) -> list[tuple[str, str]]:
+    """``(dotted path, class path)`` of every node of the config that names a ``_target_`` (Hydra's own keys aside)."""
+    if not isinstance(node, DictConfig) or depth > 6:
+        return []
+    found = []
+    target = OmegaConf.select(node, "_target_", default=None, throw_on_resolution_failure=False) if path else None
+    if isinstance(target, str):
+        found.append((path, target))
+    for key in node.keys():
+        if path == "" and key == "hydra":
+            continue
+        try:
+            child = node._get_node(key)  # the node as it is: an interpolation is not resolved
+        except Exception:  # noqa: BLE001 - a key that cannot be read is reported elsewhere
+            continue
+        if isinstance(child, DictConfig) and not child._is_interpolation():
+            found += _targets(child, f"{path}.{key}" if path else str(key), depth + 1)
+    return found
 
 
 def _copied_from(cfg: DictConfig, key: str) -> str | None:
@@ -296,20 +76,22 @@ def _copied_from(cfg: DictConfig, key: str) -> str | None:
 
 
 def validate(cfg: DictConfig) -> None:
-    """Raise :class:`ConfigError` listing every setting of ``cfg`` that breaks :data:`RULES`, and every pair of
-    settings that breaks a rule of :data:`trainlab.combinations.COMBINATIONS` (the one table of rules that depend on
-    two settings)."""
+    """Raise :class:`ConfigError` listing every setting of ``cfg`` out of its declared range
+    (:func:`declared_settings`), and every pair of settings that breaks a rule of
+    :data:`trainlab.combinations.COMBINATIONS` (the one table of rules that depend on two settings)."""
     from trainlab.combinations import combination_problems
 
     problems = []
     bad = set()
-    for rule in RULES:
-        value = OmegaConf.select(cfg, rule.key, default=None, throw_on_resolution_failure=False)
-        if value is None or isinstance(value, DictConfig | ListConfig) or not rule.applies(cfg):
+    settings = declared_settings(cfg)
+    for key, setting in settings.items():
+        value = OmegaConf.select(cfg, key, default=None, throw_on_resolution_failure=False)
+        if value is None or isinstance(value, DictConfig | ListConfig):
             continue
-        if not rule.check(value, cfg) and _copied_from(cfg, rule.key) not in RULE_KEYS:
-            problems.append(f"{rule.key}={value!r}: {rule.what} must be {rule.allowed(cfg)}")
-            bad.add(rule.key)
+        problem = setting.problem(key, value)
+        if problem and _copied_from(cfg, key) not in settings:  # a copy is reported at the setting it copies
+            problems.append(problem)
+            bad.add(key)
     shape = OmegaConf.select(cfg, "data.input_shape", default=None, throw_on_resolution_failure=False)
     if shape is not None and not _is_shape(shape):
         value = OmegaConf.to_container(shape) if isinstance(shape, ListConfig) else shape
@@ -318,10 +100,6 @@ def validate(cfg: DictConfig) -> None:
             "[features] (vectors), positive integers"
         )
         bad.add("data.input_shape")
-    threads = OmegaConf.select(cfg, "extras.threads", default=None, throw_on_resolution_failure=False)
-    if threads not in (None, "auto") and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
-        problems.append(f"extras.threads={threads!r}: PyTorch's threads must be auto or an integer >= 1")
-        bad.add("extras.threads")
     problems += combination_problems(cfg, skip=bad)
     if not bad & {"trainer.accelerator"}:
         problems += machine_problems(cfg)
