@@ -22,26 +22,53 @@ FEW_STEPS = [
     "logger=none",
 ]
 
+
+def regularizers_by_model() -> dict[str, list[str]]:
+    """Every regularizer option with a model that takes it, read from configs/ and the classes' sources: a layer
+    regularizer goes to the first of cnn, resnet whose constructor has its ``argument``; any other to the CNN."""
+    from trainlab import CONFIG_DIR
+    from trainlab.combinations import model_source
+
+    def target(group: str, option: str) -> str:
+        node = yaml.safe_load((CONFIG_DIR / group / f"{option}.yaml").read_text())
+        return (node.get(option) or node)["_target_"]
+
+    by_model: dict[str, list[str]] = {}
+    for option in options("regularizer"):
+        argument = model_source(target("regularizer", option)).attribute("argument")
+        takes = {m: model_source(target("model", m)).params for m in ("cnn", "resnet")}
+        model = next(m for m, params in takes.items() if argument is None or params is None or argument in params)
+        by_model.setdefault(model, []).append(option)
+    return by_model
+
+
+REGULARIZERS = regularizers_by_model()
 SWEEPS = {
     "activation": [f"activation={','.join(options('activation'))}", "model=mlp"],
     "activation-cnn": [f"activation={','.join(options('activation'))}", "model=cnn", "model.channels=[8]"],
-    "activation-resnet": ["activation=relu,prelu,maxout,selu", "model=resnet", "model.depth=8", "model.width=8"],
-    "init": [f"init={','.join(options('init'))}", "activation=tanh"],
-    "regularizer": [
-        "regularizer=l1,l2,elastic_net,dropout,alpha_dropout,dropconnect,fractional_pool",
-        "model=cnn",
-        "model.channels=[8,8]",
+    "activation-resnet": [
+        f"activation={','.join(options('activation'))}",
+        "model=resnet",
+        "model.depth=8",
+        "model.width=8",
     ],
-    "regularizer-resnet": ["regularizer=stochastic_depth,dropout", "model=resnet", "model.depth=14", "model.width=8"],
+    "init": [f"init={','.join(options('init'))}", "activation=tanh"],
+    "regularizer": [f"regularizer={','.join(REGULARIZERS['cnn'])}", "model=cnn", "model.channels=[8,8]"],
+    "regularizer-resnet": [
+        f"regularizer={','.join(REGULARIZERS['resnet'])},dropout",
+        "model=resnet",
+        "model.depth=14",
+        "model.width=8",
+    ],
     "regularizer-combined": ["regularizer=[l2,dropout],[elastic_net,dropconnect]", "activation=maxout"],
     "regularizer-mixing": [
-        "regularizer=mixup,cutmix,label_smoothing,[mixup,cutmix,label_smoothing]",
+        "regularizer=[mixup,cutmix,label_smoothing]",
         "model=cnn",
         "model.channels=[8]",
     ],
     "preprocess": [f"preprocess={','.join(options('preprocess'))}"],
-    "ensemble": ["ensemble=ema,swa,independent"],
-    "ensemble-snapshot": ["ensemble=snapshot", "ensemble.cycles=1"],
+    "ensemble": [f"ensemble={','.join(o for o in options('ensemble') if o != 'snapshot')}"],
+    "ensemble-snapshot": ["ensemble=snapshot", "ensemble.cycles=1"],  # one epoch: one cycle
     "augment": [
         f"augment={','.join(options('augment')).replace('color_jitter,', '')},[hflip,crop,cutout]",
         "model=cnn",

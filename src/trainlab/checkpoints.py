@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from trainlab.errors import ConfigError
 
@@ -58,6 +58,48 @@ def architecture_changes(saved: Mapping[str, Any], cfg: DictConfig) -> list[str]
             if old_flat.get(k) != new_flat.get(k):
                 changes.append(f"{k}: checkpoint {old_flat.get(k)!r}, now {new_flat.get(k)!r}")
     return changes
+
+
+def upgraded(saved: Mapping[str, Any]) -> dict[str, Any]:
+    """A checkpoint's config in today's form: one written before every technique was a ``_target_`` object (before
+    2026-11-30: ``regularizer: {dropout: {p: 0.5}}``, ``ensemble: {kind: snapshot, cycles: 5}``) gets the class and
+    the defaults of today's option (``configs/<group>/<name>.yaml``), its own values on top. Interpolations of the
+    option (``${data.input_shape}``) are resolved against the checkpoint's config; those that name something a
+    checkpoint does not carry (``${paths.output_dir}``) are left unset. A config in today's form is returned as is.
+    """
+    config = dict(saved)
+    for group in ("augment", "regularizer"):
+        entries = config.get(group)
+        if isinstance(entries, Mapping):
+            config[group] = {
+                name: _with_option(config, group, name, node, str(name))
+                if isinstance(node, Mapping) and "_target_" not in node
+                else node
+                for name, node in entries.items()
+            }
+    ensemble = config.get("ensemble")
+    if isinstance(ensemble, Mapping) and "_target_" not in ensemble and isinstance(ensemble.get("kind"), str):
+        own = {k: v for k, v in ensemble.items() if k != "kind"}
+        config["ensemble"] = _with_option(config, "ensemble", "ensemble", own, ensemble["kind"])
+    return config
+
+
+def _with_option(config: Mapping[str, Any], group: str, key: str, node: Mapping[str, Any], option: str) -> Any:
+    """``node`` on top of the node ``key`` of today's ``configs/<group>/<option>.yaml`` (``node`` when none)."""
+    from trainlab import CONFIG_DIR
+
+    path = CONFIG_DIR / group / f"{option}.yaml"
+    if not path.is_file():
+        return dict(node)
+    default = OmegaConf.load(path).get(key)
+    if not isinstance(default, DictConfig):
+        return dict(node)
+    context = OmegaConf.create({**{k: v for k, v in config.items() if k != group}, "_option": default})
+    merged = {
+        str(name): _container(OmegaConf.select(context, f"_option.{name}", throw_on_resolution_failure=False))
+        for name in default
+    }
+    return {**merged, **node}
 
 
 def load_checkpoint(path: str | Path, trusted: bool = False) -> dict[str, Any]:
@@ -121,7 +163,7 @@ def check_resume(cfg: DictConfig) -> dict[str, Any] | None:
     except (FileNotFoundError, ValueError) as err:
         raise ConfigError(str(err)) from None
     saved = (checkpoint.get("trainlab") or {}).get("config")
-    changes = architecture_changes(saved, cfg) if saved else []
+    changes = architecture_changes(upgraded(saved), cfg) if saved else []
     if changes:
         raise ConfigError(
             f"ckpt_path={cfg.ckpt_path} was saved by another model, optimizer or schedule, so its state does not fit "
@@ -147,4 +189,4 @@ def checkpoint_epoch(path: str | None) -> int | None:
 
 
 def _container(node: Any) -> Any:
-    return OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else node
+    return OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig | ListConfig) else node

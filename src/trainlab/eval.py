@@ -61,7 +61,8 @@ def member_paths(ckpt_path: Any) -> list[str]:
 
 
 def saved_config(path: str, trusted: bool = False) -> dict[str, Any]:
-    from trainlab.checkpoints import load_checkpoint
+    """The config a checkpoint carries, in today's form (:func:`trainlab.checkpoints.upgraded`)."""
+    from trainlab.checkpoints import load_checkpoint, upgraded
 
     saved = (load_checkpoint(path, trusted=trusted).get("trainlab") or {}).get("config")
     if not saved:
@@ -69,7 +70,7 @@ def saved_config(path: str, trusted: bool = False) -> dict[str, Any]:
             f"ckpt_path={path!r} carries no trainlab config (it was not written by trainlab-train), "
             "so the model to rebuild is unknown"
         )
-    return saved
+    return upgraded(saved)
 
 
 def read_members(cfg: DictConfig) -> tuple[list[str], list[dict[str, Any]]]:
