@@ -264,3 +264,20 @@ def test_init_study_multirun_writes_one_combined_figure(tmp_path):
     assert jobs["tanh", "small_random"][-1]["std"] < 1e-6  # collapse
     kaiming = jobs["relu", "kaiming"]
     assert kaiming[-1]["std"] > kaiming[0]["std"] / 3 and math.isclose(kaiming[-1]["dead_fraction"], 0.5, abs_tol=0.1)
+
+
+def test_settings_out_of_range_are_refused_naming_the_setting():
+    import re
+
+    for settings, message in [
+        ({"batches": 0}, "batches=0: training batches per measurement must be an integer >= 1"),
+        ({"bins": 0}, "bins=0: histogram bins must be an integer >= 1"),
+        (
+            {"every_n_epochs": -1},
+            "every_n_epochs=-1: epochs between extra measurements (0: none) must be an integer >= 0",
+        ),
+        ({"plot": "yes"}, "plot='yes': whether to plot the activation statistics must be true or false"),
+        ({"histogram_range": [1, -1]}, "callbacks.activation_stats.histogram_range=[1, -1]: give [lo, hi], lo < hi"),
+    ]:
+        with pytest.raises(ValueError, match=re.escape(message) + "$"):
+            ActivationStats(**settings)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 import pytest
 import torch
@@ -100,9 +101,8 @@ def test_only_maxout_widens_the_layer_before_it():
 
 
 def test_unknown_activation_is_refused_with_the_valid_names():
-    with pytest.raises(
-        ValueError, match="relu6.*sigmoid, tanh, relu, leaky_relu, prelu, elu, selu, maxout, gelu, silu"
-    ):
+    names = "sigmoid, tanh, relu, leaky_relu, prelu, elu, selu, maxout, gelu, silu"
+    with pytest.raises(ValueError, match=re.escape(f"name='relu6': the activation must be one of {names}") + "$"):
         Activation("relu6")
 
 
@@ -113,5 +113,18 @@ def test_every_activation_returns_a_fresh_module():
 
 
 def test_maxout_with_one_piece_is_refused_as_linear():
-    with pytest.raises(ValueError, match="activation.pieces=1: maxout needs at least 2 pieces"):
+    with pytest.raises(ValueError, match=r"^pieces=1: maxout's pieces must be an integer >= 2$"):
         Activation("maxout", pieces=1)
+
+
+@pytest.mark.parametrize(
+    "settings, message",
+    [
+        ({"name": "leaky_relu", "negative_slope": -0.1}, "negative_slope=-0.1: slope for x < 0 must be a number >= 0"),
+        ({"name": "elu", "alpha": 0.0}, "alpha=0.0: ELU's saturation value must be a number > 0"),
+        ({"name": "gelu", "approximate": "erf"}, "approximate='erf': GELU's approximation must be one of none, tanh"),
+    ],
+)
+def test_settings_out_of_range_are_refused(settings: dict, message: str):
+    with pytest.raises(ValueError, match=re.escape(message) + "$"):
+        Activation(**settings)

@@ -59,20 +59,12 @@ SETTINGS = [
     ("optimizer.lr=abc", "optimizer.lr='abc': learning rate must be a number > 0"),
     (
         "regularizer=[mixup] regularizer.mixup.alpha=-0.2",
-        "regularizer.mixup.alpha=-0.2: mixup's Beta(alpha, alpha) must be a number > 0",
+        "regularizer.mixup.alpha=-0.2: mixup's Beta(alpha, alpha) must be a number >= 0",
     ),
     ("data.batch_size=0", "data.batch_size=0: samples per batch must be an integer >= 1"),
     ("data.batch_size=3.5", "data.batch_size=3.5: samples per batch must be an integer >= 1"),
-    ("model.depth=0", "model.depth=0: hidden layers (MLP) or layers (ResNet) must be an integer >= 1"),
-    ("model.width=0", "model.width=0: units or channels per layer must be an integer >= 1"),
-    (
-        "data=fashion_mnist augment=[cutout] augment.cutout.size=100",
-        "augment.cutout.size=100: side of the cut-out square must be an integer in [1, 28]",
-    ),
-    (
-        "augment=[cutout] augment.cutout.size=9",
-        "augment.cutout.size=9: side of the cut-out square must be an integer in [1, 8]",
-    ),
+    ("model.depth=0", "model.depth=0: hidden layers of the MLP must be an integer >= 1"),
+    ("model.width=0", "model.width=0: units per hidden layer must be an integer >= 1"),
     ("init=small_random init.std=-1", "init.std=-1: standard deviation of the weights must be a number > 0"),
     ("ensemble=independent ensemble.size=0", "ensemble.size=0: members of the ensemble must be an integer >= 2"),
     ("optimizer.weight_decay=-0.1", "optimizer.weight_decay=-0.1: weight decay must be a number >= 0"),
@@ -97,7 +89,7 @@ SETTINGS = [
     ),
     (
         "augment=[crop] augment.crop.padding=-1",
-        "augment.crop.padding=-1: pixels of padding before the crop must be an integer in [0, 7]",
+        "augment.crop.padding=-1: pixels of padding before the crop must be an integer >= 0",
     ),
     (
         "augment=[rotate] augment.rotate.degrees=360",
@@ -118,10 +110,6 @@ SETTINGS = [
     ("seed=-5", "seed=-5: random seed must be an integer in [0, 4294967295]"),
     ("ensemble=ema ensemble.decay=1.5", "ensemble.decay=1.5: EMA decay must be a number in (0, 1)"),
     ("ensemble=snapshot ensemble.cycles=0", "ensemble.cycles=0: snapshot cycles must be an integer >= 1"),
-    (
-        "recipe=lr_find recipe.max_lr=1e-7",
-        "recipe.max_lr=1e-07: highest learning rate of the range test must be a number > 1e-06",
-    ),
     (
         "model=resnet regularizer=[stochastic_depth] regularizer.stochastic_depth.p_L=0",
         "regularizer.stochastic_depth.p_L=0: survival probability of the last block must be a number in (0, 1]",
@@ -388,8 +376,8 @@ def test_the_docs_table_lists_every_case_with_its_message(make_cfg, tmp_path, mo
         "# Bad inputs and the messages they get\n\n"
         f"{len(cases) + len(more)} bad inputs, each one a test. `trainlab-train` and `trainlab-eval` exit with code 2\n"
         "for each, with one line naming the setting, its value and what is allowed, before anything is trained or\n"
-        "written. Command-line problems are caught before Hydra starts; settings are checked against their declarations\n"
-        "(`src/trainlab/settings.py`, read by `src/trainlab/validate.py`), pairs of settings against\n"
+        "written. Command-line problems are caught before Hydra starts; settings are checked against their\n"
+        "declarations (`src/trainlab/settings.py`, read by `src/trainlab/validate.py`), pairs of settings against\n"
         "`src/trainlab/combinations.py`, and the settings\n"
         "handed to torch and Lightning against those libraries' signatures and constructors\n"
         "(`src/trainlab/library_settings.py`). A run that the machine stops (a full disk, out of memory) ends with\n"

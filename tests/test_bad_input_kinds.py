@@ -39,20 +39,28 @@ from .conftest import BIN, ROOT, compose_cfg
 
 #: (console script, arguments as typed, a fragment of its one line); ``<...>`` are made by :func:`placeholders`
 CASES = [
-    # ---- a constructor's own ValueError (trainlab's classes) ----
+    # ---- a setting a class declares (trainlab.settings), and a constructor's own ValueError ----
     (
         "trainlab-train",
         "model=resnet model.depth=9",
         "model.depth=9: a CIFAR ResNet has 6n+2 layers, n >= 1 (8, 14, 20, 32, 44, 56, 110, ...)",
     ),
-    ("trainlab-train", "data=synthetic data.noise=-1", "data.noise=-1 must be >= 0"),
+    (
+        "trainlab-train",
+        "data=synthetic data.noise=-1",
+        "data.noise=-1: standard deviation of the noise added to the class templates must be a number >= 0",
+    ),
     ("trainlab-train", "recipe=overfit model=resnet model.depth=9", "model.depth=9: a CIFAR ResNet has 6n+2 layers"),
-    ("trainlab-train", "callbacks.progress_bar.update_every=0", "callbacks.progress_bar.update_every=0 must be >= 1"),
+    (
+        "trainlab-train",
+        "callbacks.progress_bar.update_every=0",
+        "callbacks.progress_bar.update_every=0: batches between updates of the progress bar must be an integer >= 1",
+    ),
     ("trainlab-train", "extras.threads=0", "extras.threads=0: PyTorch's threads must be auto or an integer >= 1"),
     (
         "trainlab-eval",
         "ckpt_path=<a checkpoint> +model.sizes=[0]",
-        "model.depth=1, model.width=8, model.sizes=[0]: sizes must be >= 1",
+        "model.sizes=[0]: every hidden size must be >= 1",
     ),
     # ---- torch's optimizers: the signature, then the optimizer built on a dummy parameter ----
     (

@@ -149,6 +149,22 @@ CASES = [
         ),
     ),
     (
+        "augment=[crop] augment.crop.padding=8",
+        "augment.crop.padding=8: pixels of padding before the crop must be an integer in [0, 7]",
+    ),
+    (
+        "augment=[cutout] augment.cutout.size=9",
+        "augment.cutout.size=9: side of the cut-out square must be an integer in [1, 8]",
+    ),
+    (
+        "data=fashion_mnist augment=[cutout] augment.cutout.size=100",
+        "augment.cutout.size=100: side of the cut-out square must be an integer in [1, 28]",
+    ),
+    (
+        "recipe=lr_find recipe.max_lr=1e-7",
+        "recipe.max_lr=1e-07: highest learning rate of the range test must be a number > 1e-06",
+    ),
+    (
         "data.num_workers=2",
         (
             "data.num_workers=2 has no effect with data.loader=memory (batches are sliced from memory, no worker "

@@ -84,5 +84,7 @@ def test_the_dataloader_path_trains_with_per_sample_transforms(make_cfg):
 
 
 def test_unknown_loader_is_refused(make_cfg):
-    with pytest.raises(ValueError, match="data.loader='gpu': choose one of memory, dataloader"):
+    with pytest.raises(
+        ValueError, match=r"data\.loader='gpu': .*how batches are made must be one of memory, dataloader"
+    ):
         build.build_datamodule(make_cfg("data.loader=gpu"))

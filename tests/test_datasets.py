@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gzip
 import pickle
+import re
 import socket
 import struct
 from pathlib import Path
@@ -222,8 +223,9 @@ def test_split_is_fixed_by_split_seed(tmp_path):
 
 def test_val_size_is_validated(tmp_path):
     write_mnist(tmp_path / "MNIST" / "raw")
-    for bad in (0, -3, 2.5):
-        with pytest.raises(ValueError, match="data.val_size"):
+    for bad in (0, -3, 2.5, True):
+        message = f"val_size={bad!r}: training images held out for validation must be an integer >= 1"
+        with pytest.raises(ValueError, match=re.escape(message) + "$"):
             MNISTDataModule(batch_size=4, data_dir=tmp_path, download=False, val_size=bad)
     for bad in (N_TRAIN, N_TRAIN + 1, 5):  # all training images, more, fewer than the 10 classes
         dm = MNISTDataModule(batch_size=4, data_dir=tmp_path, download=False, val_size=bad)
@@ -498,3 +500,23 @@ def test_synthetic_data_rejects_a_bad_shape():
 
     with pytest.raises(ValueError, match=r"data.input_shape=\[28, 28\]: give \[channels, height, width\]"):
         SyntheticDataModule(input_shape=(28, 28))
+
+
+@pytest.mark.parametrize(
+    "settings, message",
+    [
+        ({"num_classes": 1}, "num_classes=1: classes of the synthetic data must be an integer >= 2"),
+        ({"val_size": 0}, "val_size=0: samples of the validation split must be an integer >= 1"),
+        (
+            {"noise": -0.1},
+            "noise=-0.1: standard deviation of the noise added to the class templates must be a number >= 0",
+        ),
+        ({"batch_size": 0}, "batch_size=0: samples per batch must be an integer >= 1"),  # the base class's setting
+        ({"loader": "gpu"}, "loader='gpu': how batches are made must be one of memory, dataloader"),
+    ],
+)
+def test_synthetic_data_rejects_settings_out_of_range(settings: dict, message: str):
+    from trainlab.data.synthetic import SyntheticDataModule
+
+    with pytest.raises(ValueError, match=re.escape(message) + "$"):
+        SyntheticDataModule(**settings)

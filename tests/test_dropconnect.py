@@ -7,13 +7,14 @@ correct layer passes them for (almost) any seed while an off-by-q or off-by-vari
 from __future__ import annotations
 
 import math
+import re
 
 import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from trainlab.regularizers.dropconnect import DropConnectLinear
+from trainlab.regularizers.dropconnect import DropConnect, DropConnectLinear
 
 Z = 5.0  # tolerance in standard errors
 
@@ -145,18 +146,24 @@ def test_gradient_reaches_only_the_kept_weights():
 
 
 @pytest.mark.parametrize("p", [-0.1, 1.0, 1.5])
-def test_invalid_p_raises_naming_the_key(p: float):
-    with pytest.raises(ValueError, match=r"regularizer\.dropconnect\.p .*\[0, 1\).*" + str(p)):
+def test_invalid_p_raises_naming_the_setting(p: float):
+    message = f"p={p}: probability of zeroing a weight must be a number in [0, 1)"
+    with pytest.raises(ValueError, match=re.escape(message) + "$"):
         DropConnectLinear(4, 3, p=p)
+    with pytest.raises(ValueError, match=re.escape(message) + "$"):
+        DropConnect(p=p)
 
 
 def test_invalid_inference_raises_listing_both_modes():
-    with pytest.raises(ValueError, match=r"regularizer\.dropconnect\.inference.*'mean'.*'gaussian'.*'median'"):
+    message = "inference='median': DropConnect's inference must be one of mean, gaussian"
+    with pytest.raises(ValueError, match=re.escape(message) + "$"):
         DropConnectLinear(4, 3, inference="median")
+    with pytest.raises(ValueError, match=re.escape(message) + "$"):
+        DropConnect(inference="median")
 
 
 def test_invalid_samples_and_non_2d_input_raise():
-    with pytest.raises(ValueError, match=r"regularizer\.dropconnect\.samples"):
+    with pytest.raises(ValueError, match=r"samples=0: samples of DropConnect's inference must be an integer >= 1$"):
         DropConnectLinear(4, 3, samples=0)
     with pytest.raises(ValueError, match=r"\[N, 4\]"):
         DropConnectLinear(4, 3)(torch.zeros(2, 3, 4))

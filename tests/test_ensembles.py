@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 
 import pytest
 import torch
@@ -64,6 +65,32 @@ def test_cycles_of_unequal_length_share_the_epochs_as_evenly_as_possible():
     assert cycle_lengths(10, 3) == [4, 3, 3] and cycle_lengths(6, 3) == [2, 2, 2] and cycle_lengths(5, 5) == [1] * 5
     with pytest.raises(ValueError, match="ensemble.cycles=5 needs trainer.max_epochs >= 5"):
         cycle_lengths(4, 5)
+    with pytest.raises(ValueError, match=r"^cycles=0: snapshot cycles must be an integer >= 1$"):
+        cycle_lengths(4, 0)
+
+
+def test_ensemble_settings_out_of_range_are_refused_naming_the_setting():
+    from trainlab.ensembles.averaging import EMA, SWA
+    from trainlab.ensembles.independent import Independent
+    from trainlab.ensembles.snapshot import SnapshotEnsemble
+
+    for make, message in [
+        (lambda: Independent(size=1), "size=1: members of the ensemble must be an integer >= 2"),
+        (
+            lambda: Independent(vectorize="no"),
+            "vectorize='no': whether the members run as one batched network must be true or false",
+        ),
+        (lambda: SnapshotEnsemble(cycles=0), "cycles=0: snapshot cycles must be an integer >= 1"),
+        (lambda: SnapshotEnsemble(keep=0), "keep=0: snapshots kept (the last ones) must be an integer >= 1"),
+        (lambda: SnapshotEnsemble(cycles=5, keep=6), "ensemble.keep=6 must be <= ensemble.cycles=5"),  # the pair
+        (lambda: EMA(decay=1.0), "decay=1.0: EMA decay must be a number in (0, 1)"),
+        (
+            lambda: SWA(swa_epoch_start=0.0),
+            "swa_epoch_start=0.0: when SWA starts (share of the epochs) must be a number in (0, 1)",
+        ),
+    ]:
+        with pytest.raises(ValueError, match="^" + re.escape(message)):
+            make()
 
 
 def test_snapshot_schedule_with_unequal_cycles_restarts_the_cosine_at_every_boundary():

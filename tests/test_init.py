@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 import pytest
 import torch
@@ -121,11 +122,20 @@ def test_normalisation_layers_keep_their_init():
 
 
 def test_bad_settings_are_refused_with_the_choices():
-    with pytest.raises(ValueError, match="he_normal.*default, zeros, small_random, xavier, glorot, kaiming, lecun"):
-        WeightInit("he_normal")
-    with pytest.raises(ValueError, match="init.distribution='cauchy'"):
-        WeightInit("kaiming", distribution="cauchy")
-    with pytest.raises(ValueError, match="init.mode='fan_avg'"):
-        WeightInit("kaiming", mode="fan_avg")
-    with pytest.raises(ValueError, match="init.std=-1"):
-        WeightInit("small_random", std=-1)
+    schemes = "default, zeros, small_random, xavier, glorot, kaiming, lecun, orthogonal"
+    for make, message in [
+        (lambda: WeightInit("he_normal"), f"scheme='he_normal': the init scheme must be one of {schemes}"),
+        (
+            lambda: WeightInit("kaiming", distribution="cauchy"),
+            "distribution='cauchy': the init's distribution must be one of normal, uniform",
+        ),
+        (
+            lambda: WeightInit("kaiming", mode="fan_avg"),
+            "mode='fan_avg': the fan the init keeps must be one of fan_in, fan_out",
+        ),
+        (lambda: WeightInit("small_random", std=-1), "std=-1: standard deviation of the weights must be a number > 0"),
+        (lambda: WeightInit("small_random", std=0), "std=0: standard deviation of the weights must be a number > 0"),
+        (lambda: WeightInit("orthogonal", gain=0.0), "gain=0.0: the init's gain must be a number > 0"),
+    ]:
+        with pytest.raises(ValueError, match=re.escape(message) + "$"):
+            make()

@@ -69,8 +69,12 @@ def test_cutmix_alpha_zero_is_identity_and_vectors_are_refused():
 
 
 def test_negative_alpha_is_refused():
-    with pytest.raises(ValueError, match="regularizer.mixup.alpha=-0.2 must be >= 0"):
+    with pytest.raises(ValueError, match=r"alpha=-0\.2: mixup's Beta\(alpha, alpha\) must be a number >= 0$"):
         Mixup(-0.2)
+    with pytest.raises(ValueError, match=r"alpha=-1: CutMix's Beta\(alpha, alpha\) must be a number >= 0$"):
+        CutMix(-1)
+    with pytest.raises(ValueError, match=r"eps=1\.0: label smoothing must be a number in \[0, 1\)$"):
+        LabelSmoothing(1.0)
 
 
 def test_label_smoothing_is_cross_entropy_against_smoothed_targets():

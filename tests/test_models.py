@@ -26,9 +26,18 @@ def test_mlp_explicit_sizes_override_depth_and_width():
     assert linear_shapes(net) == [(784, 256), (256, 128), (128, 100), (100, 10)]
 
 
-def test_mlp_depth_zero_is_softmax_regression():
-    net = MLP(input_shape=(1, 8, 8), num_classes=10, depth=0)
+def test_mlp_without_hidden_layers_is_softmax_regression():
+    net = MLP(input_shape=(1, 8, 8), num_classes=10, sizes=[])
     assert linear_shapes(net) == [(64, 10)]
+
+
+def test_mlp_refuses_sizes_out_of_range():
+    with pytest.raises(ValueError, match=r"^depth=0: hidden layers of the MLP must be an integer >= 1$"):
+        MLP(input_shape=(1, 8, 8), num_classes=10, depth=0)
+    with pytest.raises(ValueError, match=r"^width=0: units per hidden layer must be an integer >= 1$"):
+        MLP(input_shape=(1, 8, 8), num_classes=10, width=0)
+    with pytest.raises(ValueError, match=r"^model\.sizes=\[4, 0\]: every hidden size must be >= 1$"):
+        MLP(input_shape=(1, 8, 8), num_classes=10, sizes=[4, 0])
 
 
 def test_mlp_takes_the_activation_factory():
@@ -53,7 +62,9 @@ def test_cnn_max_pool_takes_the_maximum():
 
 
 def test_cnn_refuses_unknown_pool_and_over_pooling():
-    with pytest.raises(ValueError, match="max, avg, none"):
+    with pytest.raises(ValueError, match=r"^pool='fractional-ish': the CNN's pooling must be one of max, avg, none$"):
         CNN(input_shape=(1, 8, 8), num_classes=10, pool="fractional-ish")
+    with pytest.raises(ValueError, match=r"^hidden=0: units of the CNN's hidden layer must be an integer >= 1$"):
+        CNN(input_shape=(1, 8, 8), num_classes=10, hidden=0)
     with pytest.raises(ValueError, match="pools a 8x8 image down to nothing"):
         CNN(input_shape=(1, 8, 8), num_classes=10, channels=[4, 4, 4, 4])

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from trainlab.activations.maxout import MaxoutNorm2d
-from trainlab.regularizers.penalties import WeightPenalty, penalized_parameters
+from trainlab.regularizers.penalties import L1, ElasticNet, WeightPenalty, penalized_parameters
 
 
 def small_net() -> nn.Module:
@@ -62,5 +62,9 @@ def test_l2_gradient_is_2_lambda_w_like_sgd_weight_decay_of_2_lambda(net):
 
 
 def test_negative_weights_are_refused():
-    with pytest.raises(ValueError, match="l2 weight=-0.1"):
+    with pytest.raises(ValueError, match=r"l2=-0\.1: L2 penalty weight must be a number >= 0$"):
         WeightPenalty(l2=-0.1)
+    with pytest.raises(ValueError, match=r"weight=-1e-05: L1 penalty weight must be a number >= 0$"):
+        L1(weight=-1e-5)
+    with pytest.raises(ValueError, match=r"l2_weight=-1: elastic net's L2 weight must be a number >= 0$"):
+        ElasticNet(l2_weight=-1)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 
@@ -111,12 +113,19 @@ def test_pca_feeds_only_the_mlp(make_cfg):
 
 
 def test_bad_settings_are_refused():
-    with pytest.raises(ValueError, match="preprocess='whiten'.*none, zero_center, normalize, pca, pca_whiten"):
+    methods = "none, zero_center, normalize, pca, pca_whiten, zca_whiten"
+    message = f"method='whiten': the preprocessing method must be one of {methods}"
+    with pytest.raises(ValueError, match=re.escape(message) + "$"):
         Preprocess("whiten")
-    with pytest.raises(ValueError, match="preprocess.components=100 must be between 1 and 64"):
-        Preprocess("pca", input_shape=(1, 8, 8), components=100)
-    with pytest.raises(ValueError, match="preprocess.mode='pixel'"):
+    with pytest.raises(ValueError, match=re.escape("preprocess.components=100 must be between 1 and 64")):
+        Preprocess("pca", input_shape=(1, 8, 8), components=100)  # the bound set by the data: checked by hand
+    with pytest.raises(ValueError, match=r"^components=0: PCA components kept must be an integer >= 1$"):
+        Preprocess("pca", input_shape=(1, 8, 8), components=0)
+    message = "mode='pixel': what the statistics are taken over must be one of channel, image"
+    with pytest.raises(ValueError, match=re.escape(message) + "$"):
         Preprocess("normalize", mode="pixel")
+    with pytest.raises(ValueError, match=r"^eps=-0\.1: whitening's regulariser must be a number >= 0$"):
+        Preprocess("zca_whiten", eps=-0.1)
 
 
 # ---- vectors (tabular data): statistics per feature ----

@@ -138,3 +138,28 @@ def test_lr_find_leaves_the_model_untrained(make_cfg, tmp_path):
     assert result["steps"] == 30
     after = model.net.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)
+
+
+def test_recipe_settings_out_of_range_are_refused_naming_the_setting():
+    import re
+
+    from trainlab.recipe import InitialLoss, InitialLossCheck, LrFind, Overfit
+
+    for make, message in [
+        (lambda: InitialLoss(batches=0), "batches=0: batches of the initial-loss check must be an integer >= 1"),
+        (lambda: InitialLossCheck(batches=0), "batches=0: batches of the initial-loss check must be an integer >= 1"),
+        (lambda: Overfit(samples=0), "samples=0: images of the overfitting sample must be an integer >= 1"),
+        (lambda: Overfit(max_epochs=0), "max_epochs=0: epochs of the overfitting check must be an integer >= 1"),
+        (
+            lambda: LrFind(num_training=1),
+            "num_training=1: steps of the learning-rate range test must be an integer >= 2",
+        ),
+        (lambda: LrFind(min_lr=0), "min_lr=0: lowest learning rate of the range test must be a number > 0"),
+        (lambda: LrFind(max_lr=-1), "max_lr=-1: highest learning rate of the range test must be a number > 0"),
+        (
+            lambda: LrFind(mode="log"),
+            "mode='log': how the range test's learning rate grows must be one of exponential, linear",
+        ),
+    ]:
+        with pytest.raises(ValueError, match=re.escape(message) + "$"):
+            make()

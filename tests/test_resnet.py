@@ -42,11 +42,19 @@ def test_output_has_one_logit_per_class(input_shape: tuple[int, int, int], depth
     assert torch.isfinite(out).all()
 
 
-@pytest.mark.parametrize("depth", [10, 0, 7, 2])
+@pytest.mark.parametrize("depth", [10, 0, 7, 2, 9])
 def test_invalid_depth_is_rejected_with_the_valid_depths(depth: int):
-    with pytest.raises(ValueError, match=r"model\.depth") as err:
+    # below 8: the declared range (the argument named); 6n+2 otherwise: the constructor's own check (the config key)
+    with pytest.raises(
+        ValueError, match=rf"(^depth={depth}: .*must be an integer >= 8$)|(^model\.depth={depth}: )"
+    ) as err:
         ResNet((3, 32, 32), 10, depth=depth)
     assert "8, 14, 20, 32, 44, 56, 110" in str(err.value)
+
+
+def test_invalid_width_is_rejected():
+    with pytest.raises(ValueError, match=r"^width=0: channels of the ResNet's first stage must be an integer >= 1$"):
+        ResNet((3, 32, 32), 10, width=0)
 
 
 def closed_form_parameters(n: int, width: int, in_ch: int, classes: int) -> int:

@@ -108,7 +108,9 @@ def test_the_progress_bar_updates_every_n_batches(monkeypatch):
     for i in range(25):
         bar.on_train_batch_end(None, None, None, None, i)
     assert calls == [9, 19, 24]  # every 10th batch and the last one
-    with pytest.raises(ValueError, match="update_every=0 must be >= 1"):
+    with pytest.raises(
+        ValueError, match=r"^update_every=0: batches between updates of the progress bar must be an integer >= 1$"
+    ):
         ProgressBar(update_every=0)
 
 

@@ -7,6 +7,7 @@ correct block passes them for (almost) any seed while a block that keeps 1 - p i
 from __future__ import annotations
 
 import math
+import re
 
 import pytest
 import torch
@@ -50,8 +51,11 @@ def test_survival_probabilities_decay_linearly_from_one_to_p_L():
 
 @pytest.mark.parametrize("p_L", [0.0, 1.5, -0.2])
 def test_survival_probabilities_reject_p_L_outside_zero_one(p_L: float):
-    with pytest.raises(ValueError, match=r"regularizer\.stochastic_depth\.p_L"):
+    message = f"p_L={p_L}: survival probability of the last block must be a number in (0, 1]"
+    with pytest.raises(ValueError, match=re.escape(message) + "$"):
         survival_probabilities(9, p_L=p_L)
+    with pytest.raises(ValueError, match=re.escape(message) + "$"):
+        LinearDecay(p_L=p_L)
 
 
 def test_training_keeps_the_branch_in_a_fraction_p_of_mini_batches_and_skips_it_otherwise():

@@ -23,11 +23,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from typing import Annotated, Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torchvision.transforms import v2
+
+from trainlab.settings import Setting, checked
 
 ORDER = ("hflip", "vflip", "crop", "scale", "translate", "rotate", "color_jitter")
 
@@ -100,10 +103,14 @@ class HFlip(nn.Module):
     stage, order = "pixels", ORDER.index("hflip")
     dims = (-1,)
 
-    def __init__(self, p: float = 0.5, input_shape: Sequence[int] | None = None) -> None:
+    @checked
+    def __init__(
+        self,
+        p: Annotated[float, Setting("probability of a flip", low=0, high=1)] = 0.5,
+        input_shape: Sequence[int] | None = None,
+    ) -> None:
         super().__init__()
         _image_shape(input_shape, self.name)
-        _check(0.0 <= p <= 1.0, f"{self.name}.p", p, "in [0, 1]")
         self.p = float(p)
 
     def extra_repr(self) -> str:
@@ -140,10 +147,11 @@ class RandomCrop(nn.Module):
 
     stage, order = "pixels", ORDER.index("crop")
 
+    @checked
     def __init__(
         self,
-        padding: int | None = 4,
-        padding_mode: str = "constant",
+        padding: Annotated[int, Setting("pixels of padding before the crop", low=0)] | None = 4,
+        padding_mode: Annotated[Literal["constant", "reflect"], Setting("how the crop pads")] = "constant",
         image_size: int | Sequence[int] | None = None,
         input_shape: Sequence[int] | None = None,
     ) -> None:
@@ -154,8 +162,6 @@ class RandomCrop(nn.Module):
         if padding is None:  # an eighth of the image side (rounded): CIFAR's 4 on 32x32, 4 on 28x28, 1 on 8x8
             _check(image_size is not None, "crop.padding", padding, "an integer >= 0 (null needs the image size)")
             padding = max(1, round(min(_pair(image_size)) / 8))
-        _check(isinstance(padding, int) and padding >= 0, "crop.padding", padding, "an integer >= 0")
-        _check(padding_mode in ("constant", "reflect"), "crop.padding_mode", padding_mode, "'constant' or 'reflect'")
         self.image_size = None if image_size is None else _pair(image_size)
         if padding_mode == "reflect" and self.image_size is not None:
             side = min(self.image_size)
@@ -259,10 +265,16 @@ class Translate(nn.Module):
 
     stage, order = "pixels", ORDER.index("translate")
 
-    def __init__(self, fraction: float = 0.125, input_shape: Sequence[int] | None = None) -> None:
+    @checked
+    def __init__(
+        self,
+        fraction: Annotated[
+            float, Setting("largest shift, as a fraction of the side", low=0, high=1, high_open=True)
+        ] = 0.125,
+        input_shape: Sequence[int] | None = None,
+    ) -> None:
         super().__init__()
         _image_shape(input_shape, "translate")
-        _check(0.0 <= fraction < 1.0, "translate.fraction", fraction, "in [0, 1)")
         self.fraction = float(fraction)
 
     def extra_repr(self) -> str:
@@ -288,10 +300,14 @@ class Rotate(nn.Module):
 
     stage, order = "pixels", ORDER.index("rotate")
 
-    def __init__(self, degrees: float = 15.0, input_shape: Sequence[int] | None = None) -> None:
+    @checked
+    def __init__(
+        self,
+        degrees: Annotated[float, Setting("largest rotation", low=0, high=180)] = 15.0,
+        input_shape: Sequence[int] | None = None,
+    ) -> None:
         super().__init__()
         _image_shape(input_shape, "rotate")
-        _check(degrees >= 0, "rotate.degrees", degrees, ">= 0")
         self.degrees = float(degrees)
 
     def extra_repr(self) -> str:
@@ -318,11 +334,12 @@ class ColorJitter(nn.Module):
 
     stage, order = "pixels", ORDER.index("color_jitter")
 
+    @checked
     def __init__(
         self,
-        brightness: float = 0.4,
-        contrast: float = 0.4,
-        saturation: float = 0.4,
+        brightness: Annotated[float, Setting("brightness jitter", low=0, high=1)] = 0.4,
+        contrast: Annotated[float, Setting("contrast jitter", low=0, high=1)] = 0.4,
+        saturation: Annotated[float, Setting("saturation jitter", low=0, high=1)] = 0.4,
         channels: int | None = None,
         input_shape: Sequence[int] | None = None,
     ) -> None:
@@ -334,8 +351,6 @@ class ColorJitter(nn.Module):
             raise ValueError(
                 f"augment=color_jitter needs colour images (3 channels); the data has {channels} channel{s}"
             )
-        for key, value in (("brightness", brightness), ("contrast", contrast), ("saturation", saturation)):
-            _check(0.0 <= value <= 1.0, f"color_jitter.{key}", value, "in [0, 1]")
         self.brightness, self.contrast, self.saturation = float(brightness), float(contrast), float(saturation)
 
     def extra_repr(self) -> str:
@@ -374,20 +389,20 @@ class Cutout(nn.Module):
     #: acts on images after preprocessing: a preprocessing that gives vectors (PCA) is refused
     needs_images = True
 
+    @checked
     def __init__(
-        self, size: int | None = None, image_size: int | None = None, input_shape: Sequence[int] | None = None
+        self,
+        size: Annotated[int, Setting("side of the cut-out square", low=1)] | None = None,
+        image_size: int | None = None,
+        input_shape: Sequence[int] | None = None,
     ) -> None:
         super().__init__()
         shape = _image_shape(input_shape, "cutout")
         if image_size is None:
             image_size = max(shape[1:]) if shape is not None else 32
-        size = image_size // 2 if size is None else size
-        _check(
-            isinstance(size, int) and 1 <= size <= image_size,
-            "cutout.size",
-            size,
-            f"an integer in 1..{image_size} (the image side)",
-        )
+        size = max(1, image_size // 2) if size is None else size
+        # the upper bound depends on the image size (two values): checked here, not declared
+        _check(size <= image_size, "cutout.size", size, f"an integer in 1..{image_size} (the image side)")
         self.size = size
 
     def extra_repr(self) -> str:

@@ -69,6 +69,9 @@ def _refused_by_class(config: Any, err: BaseException) -> str:
             return "; ".join(problems)
     if re.search(rf"(?<![\w.]){re.escape(key)}[.=]", message):
         return message  # trainlab's classes name the setting: model.depth=9: ...
+    parts = message.split("; ")
+    if all(p.split("=", 1)[0] in settings for p in parts):  # @checked names the argument: p=1.5: ...
+        return "; ".join(f"{key}.{p}" for p in parts)
     named = [n for n in settings if n not in HYDRA_KEYS and re.search(rf"(?<![\w.]){re.escape(str(n))}(?!\w)", message)]
     what = ", ".join(f"{key}.{n}={settings[n]!r}" for n in named) or key
     return f"{what}: {settings.get('_target_', 'the class')} refuses {'it' if len(named) == 1 else 'them'} ({message})"

@@ -374,7 +374,7 @@ def _held_out_fractions(cfg: DictConfig) -> list[str]:
     ]
 
 
-def _within(cfg: DictConfig, key: str, target_key: str, **bounds: Any) -> list[str]:
+def _within(cfg: DictConfig, key: str, target_key: str, because: str, **bounds: Any) -> list[str]:
     """The problem of ``key`` against its own declaration (:mod:`trainlab.settings`) with ``bounds`` that depend on
     another setting added: the message names the whole range, as a declared range would."""
     import dataclasses
@@ -390,7 +390,7 @@ def _within(cfg: DictConfig, key: str, target_key: str, **bounds: Any) -> list[s
         return []  # out of its own range: reported as such
     wider = Declared(dataclasses.replace(setting.setting, **bounds), setting.kind, setting.choices)
     problem = wider.problem(key, value)
-    return [problem] if problem else []
+    return [f"{problem} ({because})"] if problem else []
 
 
 def _image_side(cfg: DictConfig) -> int | None:
@@ -402,21 +402,23 @@ def _crop_padding_vs_image(cfg: DictConfig) -> list[str]:
     side = _image_side(cfg)
     if "crop" not in _names(cfg, "augment") or side is None:
         return []
-    return _within(cfg, "augment.crop.padding", "augment.crop._target_", high=side - 1)
+    because = f"less than the image side of data.input_shape={_shape_text(data_shape(cfg))}"
+    return _within(cfg, "augment.crop.padding", "augment.crop._target_", because, high=side - 1)
 
 
 def _cutout_vs_image(cfg: DictConfig) -> list[str]:
     side = _image_side(cfg)
     if "cutout" not in _names(cfg, "augment") or side is None:
         return []
-    return _within(cfg, "augment.cutout.size", "augment.cutout._target_", high=side)
+    because = f"at most the image side of data.input_shape={_shape_text(data_shape(cfg))}"
+    return _within(cfg, "augment.cutout.size", "augment.cutout._target_", because, high=side)
 
 
 def _lr_range(cfg: DictConfig) -> list[str]:
     low = _get(cfg, "recipe.min_lr")
     if not isinstance(low, int | float) or isinstance(low, bool):
         return []
-    return _within(cfg, "recipe.max_lr", "recipe._target_", low=low, low_open=True)
+    return _within(cfg, "recipe.max_lr", "recipe._target_", f"above recipe.min_lr={low:g}", low=low, low_open=True)
 
 
 VECTORS = "data=synthetic data.input_shape=[2] data.train_size=64 data.val_size=32 data.test_size=32"

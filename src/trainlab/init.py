@@ -25,13 +25,15 @@ dead ReLUs), else to 0 (``default`` keeps torch's biases).
 from __future__ import annotations
 
 import math
+from typing import Annotated, Literal, get_args
 
 import torch
 from torch import nn
 
-SCHEMES = ("default", "zeros", "small_random", "xavier", "glorot", "kaiming", "lecun", "orthogonal")
-DISTRIBUTIONS = ("normal", "uniform")
-MODES = ("fan_in", "fan_out")
+from trainlab.settings import Setting, checked
+
+Scheme = Literal["default", "zeros", "small_random", "xavier", "glorot", "kaiming", "lecun", "orthogonal"]
+SCHEMES: tuple[str, ...] = get_args(Scheme)
 LAYERS = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
 
 
@@ -53,23 +55,16 @@ class WeightInit:
         bias: constant for every bias; ``None``: 0 (torch's for ``default``).
     """
 
+    @checked
     def __init__(
         self,
-        scheme: str = "default",
-        std: float = 0.01,
-        distribution: str = "normal",
-        mode: str = "fan_in",
-        gain: float | None = None,
+        scheme: Annotated[Scheme, Setting("the init scheme")] = "default",
+        std: Annotated[float, Setting("standard deviation of the weights", low=0, low_open=True)] = 0.01,
+        distribution: Annotated[Literal["normal", "uniform"], Setting("the init's distribution")] = "normal",
+        mode: Annotated[Literal["fan_in", "fan_out"], Setting("the fan the init keeps")] = "fan_in",
+        gain: Annotated[float, Setting("the init's gain", low=0, low_open=True)] | None = None,
         bias: float | None = None,
     ) -> None:
-        if scheme not in SCHEMES:
-            raise ValueError(f"init={scheme!r} is not an init scheme; choose one of {', '.join(SCHEMES)}")
-        if distribution not in DISTRIBUTIONS:
-            raise ValueError(f"init.distribution={distribution!r}: choose one of {', '.join(DISTRIBUTIONS)}")
-        if mode not in MODES:
-            raise ValueError(f"init.mode={mode!r}: choose one of {', '.join(MODES)}")
-        if std < 0:
-            raise ValueError(f"init.std={std} must be >= 0")
         self.scheme, self.std, self.distribution, self.mode, self.gain, self.bias = (
             scheme,
             std,

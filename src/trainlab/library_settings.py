@@ -87,22 +87,18 @@ _TRAINER = {
 }
 #: the settings of library classes, which are not ours to annotate (:mod:`trainlab.settings`), by the class's path
 #: or a package prefix ending in ``.`` (the most specific one counts); a subclass of one of them inherits them
-LIBRARY: dict[str, dict[str, Any]] = {
+_EARLY_STOPPING = {"patience": Annotated[int, Setting("epochs without improvement before stopping", low=1)]}
+_MODEL_CHECKPOINT = {"save_top_k": Annotated[int, Setting("best checkpoints kept (-1: all)", low=-1)]}
+LIBRARY: dict[str, dict[str, Any]] = {  # read with ast (trainlab.settings): constants only, no comprehensions
     "torch.optim.": _OPTIMIZER,
     "torch.optim.lr_scheduler.": _SCHEDULER,
-    **{f"{package}.Trainer": _TRAINER for package in ("pytorch_lightning", "lightning.pytorch", "lightning")},
-    **{
-        f"{package}.callbacks.EarlyStopping": {
-            "patience": Annotated[int, Setting("epochs without improvement before stopping", low=1)]
-        }
-        for package in ("pytorch_lightning", "lightning.pytorch", "lightning")
-    },
-    **{
-        f"{package}.callbacks.ModelCheckpoint": {
-            "save_top_k": Annotated[int, Setting("best checkpoints kept (-1: all)", low=-1)]
-        }
-        for package in ("pytorch_lightning", "lightning.pytorch", "lightning")
-    },
+    "pytorch_lightning.Trainer": _TRAINER,
+    "lightning.pytorch.Trainer": _TRAINER,
+    "lightning.Trainer": _TRAINER,
+    "pytorch_lightning.callbacks.EarlyStopping": _EARLY_STOPPING,
+    "lightning.pytorch.callbacks.EarlyStopping": _EARLY_STOPPING,
+    "pytorch_lightning.callbacks.ModelCheckpoint": _MODEL_CHECKPOINT,
+    "lightning.pytorch.callbacks.ModelCheckpoint": _MODEL_CHECKPOINT,
 }
 
 

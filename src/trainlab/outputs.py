@@ -88,10 +88,9 @@ def torch_threads(cfg: DictConfig) -> int | None:
         if trainer.get("accelerator") == "cpu" and processes > 1 and not os.environ.get("OMP_NUM_THREADS"):
             return max(1, (os.cpu_count() or 1) // processes)
         return None
-    from trainlab.console import SETTINGS
-    from trainlab.settings import declaration
+    from trainlab.settings import module_settings
 
-    problem = declaration(SETTINGS["extras.threads"]).problem("extras.threads", threads)
+    problem = module_settings("trainlab.console")["extras.threads"].problem("extras.threads", threads)
     if problem:
         raise ValueError(problem)
     return threads

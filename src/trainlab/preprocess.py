@@ -27,12 +27,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Annotated, Literal, get_args
 
 import torch
 from torch import Tensor, nn
 
-METHODS = ("none", "zero_center", "normalize", "pca", "pca_whiten", "zca_whiten")
-MODES = ("channel", "image")
+from trainlab.settings import Setting, checked
+
+Method = Literal["none", "zero_center", "normalize", "pca", "pca_whiten", "zca_whiten"]
+METHODS: tuple[str, ...] = get_args(Method)
 
 
 class Preprocess(nn.Module):
@@ -44,23 +47,20 @@ class Preprocess(nn.Module):
     eps: added to the eigenvalues before whitening.
     """
 
+    @checked
     def __init__(
         self,
-        method: str = "normalize",
+        method: Annotated[Method, Setting("the preprocessing method")] = "normalize",
         input_shape: Sequence[int] = (1, 8, 8),
-        mode: str = "channel",
-        components: int | None = None,
-        eps: float = 1e-2,
+        mode: Annotated[Literal["channel", "image"], Setting("what the statistics are taken over")] = "channel",
+        components: Annotated[int, Setting("PCA components kept", low=1)] | None = None,
+        eps: Annotated[float, Setting("whitening's regulariser", low=0)] = 1e-2,
     ) -> None:
         super().__init__()
-        if method not in METHODS:
-            raise ValueError(f"preprocess={method!r} is not a preprocessing method; choose one of {', '.join(METHODS)}")
-        if mode not in MODES:
-            raise ValueError(f"preprocess.mode={mode!r}: choose one of {', '.join(MODES)}")
         self.method, self.mode, self.eps = method, mode, eps
         self.input_shape = tuple(input_shape)
         dims = math.prod(self.input_shape)
-        if components is not None and not 1 <= components <= dims:
+        if components is not None and components > dims:  # the range is declared; the bound by the data is here
             raise ValueError(f"preprocess.components={components} must be between 1 and {dims} (= C*H*W)")
         self.components = components or dims
         #: images [C, H, W] get statistics per channel (mode=channel) or per pixel; anything else (vectors of

@@ -18,12 +18,17 @@ from __future__ import annotations
 import abc
 import logging
 import math
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import torch
 from pytorch_lightning import Callback, LightningModule, Trainer
 
+from trainlab.settings import Setting, checked
+
 log = logging.getLogger("trainlab")
+
+#: ``recipe.batches`` (and ``callbacks.initial_loss.batches``)
+Batches = Annotated[int, Setting("batches of the initial-loss check", low=1)]
 
 
 @torch.no_grad()
@@ -82,7 +87,8 @@ def _advice(loss: float, expected: float, config: dict[str, Any] | None = None) 
 class InitialLossCheck(Callback):
     """At the start of a fresh training run, measure the initial loss and warn when it is far from ln(C)."""
 
-    def __init__(self, batches: int = 5, tolerance: float = 0.25) -> None:
+    @checked
+    def __init__(self, batches: Batches = 5, tolerance: float = 0.25) -> None:
         self.batches, self.tolerance = batches, tolerance
 
     def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
@@ -292,7 +298,8 @@ class InitialLoss(RecipeStep):
 
     name = "initial_loss"
 
-    def __init__(self, batches: int = 5, tolerance: float = 0.25) -> None:
+    @checked
+    def __init__(self, batches: Batches = 5, tolerance: float = 0.25) -> None:
         self.batches, self.tolerance = int(batches), float(tolerance)
 
     def measure(self, module, datamodule, cfg, out_dir) -> dict[str, Any]:
@@ -304,7 +311,13 @@ class Overfit(RecipeStep):
 
     name = "overfit"
 
-    def __init__(self, samples: int = 128, max_epochs: int = 300, target_acc: float = 1.0) -> None:
+    @checked
+    def __init__(
+        self,
+        samples: Annotated[int, Setting("images of the overfitting sample", low=1)] = 128,
+        max_epochs: Annotated[int, Setting("epochs of the overfitting check", low=1)] = 300,
+        target_acc: float = 1.0,
+    ) -> None:
         self.samples, self.max_epochs, self.target_acc = int(samples), int(max_epochs), float(target_acc)
 
     def measure(self, module, datamodule, cfg, out_dir) -> dict[str, Any]:
@@ -317,12 +330,16 @@ class LrFind(RecipeStep):
 
     name = "lr_find"
 
+    @checked
     def __init__(
         self,
-        min_lr: float = 1e-6,
-        max_lr: float = 1.0,
-        num_training: int = 100,
-        mode: str = "exponential",
+        min_lr: Annotated[float, Setting("lowest learning rate of the range test", low=0, low_open=True)] = 1e-6,
+        # above min_lr too: a rule of two settings (trainlab.combinations), not declared here
+        max_lr: Annotated[float, Setting("highest learning rate of the range test", low=0, low_open=True)] = 1.0,
+        num_training: Annotated[int, Setting("steps of the learning-rate range test", low=2)] = 100,
+        mode: Annotated[Literal["exponential", "linear"], Setting("how the range test's learning rate grows")] = (
+            "exponential"
+        ),
         weight_decay: float | None = 1e-4,
     ) -> None:
         self.min_lr, self.max_lr, self.num_training, self.mode = float(min_lr), float(max_lr), int(num_training), mode

@@ -238,8 +238,8 @@ class _Module:
             return self, self.nodes[name]
         if name in self.imports:
             module, attribute = self.imports[name]
-            if module in ("typing", "typing_extensions", __name__):  # known without reading them
-                return None
+            if module in ("typing", "typing_extensions", __name__) or not _may_declare(module):
+                return None  # known without reading it, or a module that declares nothing (a library's)
             source = _source(module)
             if source is not None and attribute is not None:
                 return source.lookup(attribute)
@@ -296,7 +296,9 @@ class _Module:
             raise _Unknown(ast.dump(node))
         if isinstance(node, ast.Call) and self.value(node.func) is Setting:
             args = [self.value(a) for a in node.args]
-            kwargs = {k.arg: self.value(k.value) for k in node.keywords if k.arg}
+            kwargs: dict[str, Any] = {}
+            for keyword in node.keywords:
+                kwargs.update({keyword.arg: self.value(keyword.value)} if keyword.arg else self.value(keyword.value))
             return Setting(*args, **kwargs)
         raise _Unknown(ast.dump(node))
 
@@ -305,11 +307,7 @@ class _Module:
         found: dict[str, Declared] = {}
         args = function.args
         for arg in [*args.posonlyargs, *args.args, *args.kwonlyargs]:
-            if (
-                arg.annotation is None
-                or "Setting" not in ast.dump(arg.annotation)
-                and not isinstance(arg.annotation, ast.Name)
-            ):
+            if arg.annotation is None:
                 continue
             try:
                 declared = declaration(self.value(arg.annotation))
@@ -340,26 +338,46 @@ class _Module:
 
 @functools.cache
 def _source(module: str) -> _Module | None:
-    """The parsed source of ``module`` (None when it is not found). A module that neither declares a setting nor
-    names a class of :data:`~trainlab.library_settings.LIBRARY` is read as empty: a library's module, which would
-    only cost time (the whole of Lightning's class hierarchy)."""
+    """The parsed source of ``module``; None when it is not found."""
     path = module_file(module)
     if path is None:
         return None
     try:
-        text = path.read_text()
-        if path.name != "__init__.py" and "Setting" not in text and not any(n in text for n in _library_names()):
-            return _Module(module, ast.parse(""))
-        return _Module(module, ast.parse(text))
+        return _Module(module, ast.parse(path.read_text()))
     except (OSError, SyntaxError, ValueError):
         return None
 
 
 @functools.cache
-def _library_classes() -> frozenset[str]:
-    from trainlab.library_settings import LIBRARY
+def _may_declare(module: str) -> bool:
+    """Whether an imported module is worth reading: it mentions ``Setting``, is a package (whose ``__init__``
+    re-exports), or is where a class of :data:`~trainlab.library_settings.LIBRARY` lives. Others (a library's
+    modules: all of Lightning's class hierarchy) are not parsed, which would only cost time."""
+    path = module_file(module)
+    if path is None:
+        return False
+    if path.name == "__init__.py":
+        return True
+    try:
+        text = path.read_text()
+    except (OSError, ValueError):
+        return False
+    return "Setting" in text or any(name in text for name in _library_names())
 
-    return frozenset(key for key in LIBRARY if not key.endswith("."))
+
+#: where the settings of library classes are declared (a module-level ``LIBRARY``), read like any other source
+LIBRARY_MODULE = "trainlab.library_settings"
+
+
+@functools.cache
+def _library() -> dict[str, dict[str, Any]]:
+    source = _source(LIBRARY_MODULE)
+    return source.value(source.nodes["LIBRARY"]) if source is not None and "LIBRARY" in source.nodes else {}
+
+
+@functools.cache
+def _library_classes() -> frozenset[str]:
+    return frozenset(key for key in _library() if not key.endswith("."))
 
 
 @functools.cache
@@ -370,10 +388,9 @@ def _library_names() -> frozenset[str]:
 @functools.cache
 def library_declared(target: str) -> dict[str, Declared]:
     """What :data:`trainlab.library_settings.LIBRARY` declares for the library class ``target``."""
-    from trainlab.library_settings import LIBRARY
-
-    prefixes = [p for p in LIBRARY if target == p or (p.endswith(".") and target.startswith(p))]
-    table = LIBRARY[max(prefixes, key=len)] if prefixes else {}  # the most specific declaration
+    library = _library()
+    prefixes = [p for p in library if target == p or (p.endswith(".") and target.startswith(p))]
+    table = library[max(prefixes, key=len)] if prefixes else {}  # the most specific declaration
     return {key: d for key, annotation in table.items() if (d := declaration(annotation)) is not None}
 
 

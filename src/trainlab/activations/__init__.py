@@ -22,12 +22,15 @@ and ``preferred_init`` (SELU is self-normalising only with LeCun-normal weights,
 from __future__ import annotations
 
 import math
+from typing import Annotated, Literal, get_args
 
 from torch import nn
 
-from trainlab.activations.maxout import Maxout
+from trainlab.activations.maxout import Maxout, Pieces
+from trainlab.settings import Setting, checked
 
-NAMES = ("sigmoid", "tanh", "relu", "leaky_relu", "prelu", "elu", "selu", "maxout", "gelu", "silu")
+Name = Literal["sigmoid", "tanh", "relu", "leaky_relu", "prelu", "elu", "selu", "maxout", "gelu", "silu"]
+NAMES: tuple[str, ...] = get_args(Name)
 
 
 class Activation:
@@ -42,19 +45,16 @@ class Activation:
         preferred_init: the ``init`` scheme used when ``init=default`` (``lecun`` for selu); ``null`` keeps torch's.
     """
 
+    @checked
     def __init__(
         self,
-        name: str = "relu",
-        negative_slope: float | None = None,
-        alpha: float = 1.0,
-        pieces: int = 2,
-        approximate: str = "none",
+        name: Annotated[Name, Setting("the activation")] = "relu",
+        negative_slope: Annotated[float, Setting("slope for x < 0", low=0)] | None = None,
+        alpha: Annotated[float, Setting("ELU's saturation value", low=0, low_open=True)] = 1.0,
+        pieces: Pieces = 2,
+        approximate: Annotated[Literal["none", "tanh"], Setting("GELU's approximation")] = "none",
         preferred_init: str | None = None,
     ) -> None:
-        if name not in NAMES:
-            raise ValueError(f"activation={name!r} is not an activation; choose one of {', '.join(NAMES)}")
-        if name == "maxout" and pieces < 2:
-            raise ValueError(f"activation.pieces={pieces}: maxout needs at least 2 pieces (1 piece is a linear unit)")
         self.name = name
         self.negative_slope = negative_slope if negative_slope is not None else (0.25 if name == "prelu" else 0.01)
         self.alpha = alpha

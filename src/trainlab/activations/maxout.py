@@ -13,17 +13,23 @@ the second piece at zero it is exactly BatchNorm -> ReLU, which is how it is ini
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import torch
 from torch import Tensor, nn
+
+from trainlab.settings import Setting, checked
+
+#: ``activation.pieces``: one piece would be a linear unit
+Pieces = Annotated[int, Setting("maxout's pieces", low=2)]
 
 
 class Maxout(nn.Module):
     """Maximum over groups of ``pieces`` consecutive features along ``dim`` (features = units x pieces)."""
 
-    def __init__(self, pieces: int = 2, dim: int = 1) -> None:
+    @checked
+    def __init__(self, pieces: Annotated[int, Setting("pieces per maxout unit", low=1)] = 2, dim: int = 1) -> None:
         super().__init__()
-        if pieces < 1:
-            raise ValueError(f"activation.pieces={pieces} must be >= 1")
         self.pieces = pieces
         self.dim = dim
 
@@ -40,10 +46,9 @@ class Maxout(nn.Module):
 class MaxoutNorm2d(nn.Module):
     """BatchNorm2d whose affine part has ``pieces`` (gamma, beta) pairs per channel, followed by their maximum."""
 
-    def __init__(self, channels: int, pieces: int = 2) -> None:
+    @checked
+    def __init__(self, channels: int, pieces: Pieces = 2) -> None:
         super().__init__()
-        if pieces < 2:
-            raise ValueError(f"activation.pieces={pieces}: maxout needs at least 2 pieces")
         self.pieces = pieces
         self.norm = nn.BatchNorm2d(channels, affine=False)
         weight = torch.zeros(pieces, channels)

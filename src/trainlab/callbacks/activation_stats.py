@@ -62,7 +62,7 @@ import json
 import logging
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 import torch
@@ -70,6 +70,7 @@ from pytorch_lightning import Callback, LightningModule, Trainer
 from torch import Tensor, nn
 
 from trainlab import rng as random_state
+from trainlab.settings import Setting, checked
 
 log = logging.getLogger("trainlab")
 
@@ -250,20 +251,20 @@ class ActivationStats(Callback):
         plot: write ``activation_stats.png`` at the end.
     """
 
+    @checked
     def __init__(
         self,
         output_dir: str | None = None,
-        batches: int = 4,
-        every_n_epochs: int | None = None,
-        update_ratio_every_n_steps: int | None = 20,
-        bins: int = 50,
+        batches: Annotated[int, Setting("training batches per measurement", low=1)] = 4,
+        every_n_epochs: Annotated[int, Setting("epochs between extra measurements (0: none)", low=0)] | None = None,
+        update_ratio_every_n_steps: Annotated[
+            int, Setting("optimizer steps between update-ratio measurements (0: never)", low=0)
+        ]
+        | None = 20,
+        bins: Annotated[int, Setting("histogram bins", low=1)] = 50,
         histogram_range: Sequence[float] | None = None,
-        plot: bool = True,
+        plot: Annotated[bool, Setting("whether to plot the activation statistics")] = True,
     ) -> None:
-        if batches < 1:
-            raise ValueError(f"callbacks.activation_stats.batches={batches} must be >= 1")
-        if bins < 1:
-            raise ValueError(f"callbacks.activation_stats.bins={bins} must be >= 1")
         if histogram_range is not None and (len(histogram_range) != 2 or not histogram_range[0] < histogram_range[1]):
             raise ValueError(f"callbacks.activation_stats.histogram_range={histogram_range}: give [lo, hi], lo < hi")
         self.output_dir = output_dir

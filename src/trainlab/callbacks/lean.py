@@ -15,10 +15,12 @@ the run does not need:
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from pytorch_lightning.callbacks import EarlyStopping as LightningEarlyStopping
 from pytorch_lightning.callbacks import RichProgressBar
+
+from trainlab.settings import Setting, checked
 
 
 class ProgressBar(RichProgressBar):
@@ -30,9 +32,14 @@ class ProgressBar(RichProgressBar):
         leave: keep the finished epochs' bars on screen.
     """
 
-    def __init__(self, update_every: int = 10, refresh_rate: int = 10, leave: bool = False, **kwargs: Any) -> None:
-        if int(update_every) < 1:
-            raise ValueError(f"callbacks.progress_bar.update_every={update_every} must be >= 1")
+    @checked
+    def __init__(
+        self,
+        update_every: Annotated[int, Setting("batches between updates of the progress bar", low=1)] = 10,
+        refresh_rate: int = 10,
+        leave: bool = False,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(refresh_rate=refresh_rate, leave=leave, **kwargs)
         self.update_every = int(update_every)
 

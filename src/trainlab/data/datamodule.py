@@ -14,12 +14,21 @@ tensors (images ``float32 [N, C, H, W]`` scaled to [0, 1], labels ``int64 [N]``)
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from typing import Annotated, Literal
 
 import torch
 import torch.utils.data
 from pytorch_lightning import LightningDataModule
 
 from trainlab.data.loader import TensorLoader
+from trainlab.settings import Setting, checked
+
+#: the settings every trainlab data module takes (``data.*``), declared once for the subclasses' signatures too
+BatchSize = Annotated[int, Setting("samples per batch", low=1)]
+EvalBatchSize = Annotated[int, Setting("samples per evaluation batch", low=1)] | None  # None: max(batch_size, 256)
+Loader = Annotated[Literal["memory", "dataloader"], Setting("how batches are made")]
+NumWorkers = Annotated[int, Setting("DataLoader worker processes", low=0)]
+SplitSeed = Annotated[int, Setting("seed of the train/validation split", low=0)]
 
 
 class InMemoryDataModule(LightningDataModule, ABC):
@@ -27,21 +36,16 @@ class InMemoryDataModule(LightningDataModule, ABC):
     num_classes: int
     input_shape: tuple[int, ...]
 
-    LOADERS = ("memory", "dataloader")
-
+    @checked
     def __init__(
         self,
-        batch_size: int = 64,
-        eval_batch_size: int | None = None,
-        loader: str = "memory",
-        num_workers: int = 0,
+        batch_size: BatchSize = 64,
+        eval_batch_size: EvalBatchSize = None,
+        loader: Loader = "memory",
+        num_workers: NumWorkers = 0,
         **_: object,
     ) -> None:
         super().__init__()
-        if loader not in self.LOADERS:
-            raise ValueError(f"data.loader={loader!r}: choose one of {', '.join(self.LOADERS)}")
-        if batch_size < 1:
-            raise ValueError(f"data.batch_size={batch_size} must be >= 1")
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size or max(batch_size, 256)
         self.loader = loader

@@ -7,25 +7,33 @@ with ``split_seed``; they never change with the training seed.
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import numpy as np
 import torch
 
-from trainlab.data.datamodule import InMemoryDataModule
+from trainlab.data.datamodule import BatchSize, EvalBatchSize, InMemoryDataModule, Loader, NumWorkers, SplitSeed
+from trainlab.settings import Setting, checked
 
 
 class DigitsDataModule(InMemoryDataModule):
     num_classes = 10
     input_shape = (1, 8, 8)
 
+    @checked
     def __init__(
         self,
-        batch_size: int = 64,
-        val_fraction: float = 0.15,
-        test_fraction: float = 0.15,
-        split_seed: int = 0,
-        eval_batch_size: int | None = None,
-        loader: str = "memory",
-        num_workers: int = 0,
+        batch_size: BatchSize = 64,
+        val_fraction: Annotated[
+            float, Setting("share of digits held out for validation", low=0, high=1, low_open=True, high_open=True)
+        ] = 0.15,
+        test_fraction: Annotated[
+            float, Setting("share of digits held out for testing", low=0, high=1, low_open=True, high_open=True)
+        ] = 0.15,
+        split_seed: SplitSeed = 0,
+        eval_batch_size: EvalBatchSize = None,
+        loader: Loader = "memory",
+        num_workers: NumWorkers = 0,
         **kwargs: object,  # num_classes / input_shape are read by the model configs, not here
     ) -> None:
         super().__init__(batch_size=batch_size, eval_batch_size=eval_batch_size, loader=loader, num_workers=num_workers)

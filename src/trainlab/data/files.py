@@ -37,11 +37,13 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated
 
 import numpy as np
 import torch
 
-from trainlab.data.datamodule import InMemoryDataModule
+from trainlab.data.datamodule import BatchSize, EvalBatchSize, InMemoryDataModule, Loader, NumWorkers, SplitSeed
+from trainlab.settings import Setting, checked
 
 #: where the Debian/Ubuntu package ``dataset-fashion-mnist`` installs the four gzipped IDX files
 #: (a module-level list so that tests and unusual installs can change it)
@@ -400,21 +402,20 @@ class FileImageDataModule(InMemoryDataModule):
 
     dataset: str
 
+    @checked
     def __init__(
         self,
-        batch_size: int = 128,
-        eval_batch_size: int | None = None,
-        loader: str = "memory",
-        num_workers: int = 0,
+        batch_size: BatchSize = 128,
+        eval_batch_size: EvalBatchSize = None,
+        loader: Loader = "memory",
+        num_workers: NumWorkers = 0,
         data_dir: str | os.PathLike = "data",
-        download: bool = True,
-        val_size: int = 5000,
-        split_seed: int = 0,
+        download: Annotated[bool, Setting("whether to download missing data files")] = True,
+        val_size: Annotated[int, Setting("training images held out for validation", low=1)] = 5000,
+        split_seed: SplitSeed = 0,
         **kwargs: object,  # num_classes / input_shape are read by the model configs, not here
     ) -> None:
         super().__init__(batch_size=batch_size, eval_batch_size=eval_batch_size, loader=loader, num_workers=num_workers)
-        if isinstance(val_size, bool) or not isinstance(val_size, int) or val_size < 1:
-            raise ValueError(f"data.val_size={val_size!r} must be a positive number of training images")
         self.data_dir = Path(data_dir).expanduser()
         self.download = bool(download)
         self.val_size = val_size

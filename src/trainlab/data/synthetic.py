@@ -11,22 +11,26 @@ CutMix, channels_last) are refused by the settings check.
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import torch
 
 from trainlab.data.datamodule import InMemoryDataModule
+from trainlab.settings import Setting, checked
 
 
 class SyntheticDataModule(InMemoryDataModule):
     """``data=synthetic``: ``train_size`` / ``val_size`` / ``test_size`` samples of ``input_shape``, ``num_classes``."""
 
+    @checked
     def __init__(
         self,
         input_shape: tuple[int, ...] = (1, 28, 28),
-        num_classes: int = 10,
-        train_size: int = 55_000,
-        val_size: int = 5_000,
-        test_size: int = 10_000,
-        noise: float = 0.5,
+        num_classes: Annotated[int, Setting("classes of the synthetic data", low=2)] = 10,
+        train_size: Annotated[int, Setting("samples of the training split", low=1)] = 55_000,
+        val_size: Annotated[int, Setting("samples of the validation split", low=1)] = 5_000,
+        test_size: Annotated[int, Setting("samples of the test split", low=1)] = 10_000,
+        noise: Annotated[float, Setting("standard deviation of the noise added to the class templates", low=0)] = 0.5,
         seed: int = 0,
         **kwargs: object,
     ) -> None:
@@ -37,13 +41,6 @@ class SyntheticDataModule(InMemoryDataModule):
                 f"data.input_shape={list(input_shape)}: give [channels, height, width] (images) or [features] "
                 "(vectors), each >= 1"
             )
-        if int(num_classes) < 2:
-            raise ValueError(f"data.num_classes={num_classes} must be >= 2")
-        for key, size in (("train_size", train_size), ("val_size", val_size), ("test_size", test_size)):
-            if int(size) < 1:
-                raise ValueError(f"data.{key}={size} must be >= 1")
-        if noise < 0:
-            raise ValueError(f"data.noise={noise} must be >= 0")
         self.input_shape, self.num_classes = shape, int(num_classes)
         self.sizes = {"train": int(train_size), "val": int(val_size), "test": int(test_size)}
         self.noise, self.seed = float(noise), int(seed)

@@ -12,13 +12,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import torch
 from pytorch_lightning import LightningModule, Trainer
 from pytorch_lightning.callbacks import EMAWeightAveraging, WeightAveraging
 
 from trainlab.ensembles import Ensemble, ensemble_report, test_probabilities
+from trainlab.settings import Setting, checked
 
 
 class _TestsTheAverage(Ensemble):
@@ -44,11 +45,25 @@ class EMA(_TestsTheAverage, EMAWeightAveraging):
     """Exponential moving average of the weights (Polyak averaging), Lightning's ``EMAWeightAveraging``:
     ``w_ema <- decay w_ema + (1 - decay) w`` after every optimizer step."""
 
+    @checked
+    def __init__(
+        self,
+        decay: Annotated[float, Setting("EMA decay", low=0, high=1, low_open=True, high_open=True)] = 0.999,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(decay=decay, **kwargs)
+
 
 class SWA(_TestsTheAverage, WeightAveraging):
-    def __init__(self, swa_epoch_start: float = 0.75, dirpath: str = "checkpoints", **kwargs: Any) -> None:
-        if not 0.0 <= swa_epoch_start < 1.0:
-            raise ValueError(f"ensemble.swa_epoch_start={swa_epoch_start} must be a fraction of the run in [0, 1)")
+    @checked
+    def __init__(
+        self,
+        swa_epoch_start: Annotated[
+            float, Setting("when SWA starts (share of the epochs)", low=0, high=1, low_open=True, high_open=True)
+        ] = 0.75,
+        dirpath: str = "checkpoints",
+        **kwargs: Any,
+    ) -> None:
         super().__init__(use_buffers=False, **kwargs)
         self.swa_epoch_start = swa_epoch_start
         self.dirpath = Path(dirpath)

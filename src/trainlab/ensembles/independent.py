@@ -20,12 +20,14 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Sequence
+from typing import Annotated
 
 import torch
 from torch import Tensor, nn
 from torch.func import functional_call, stack_module_state, vmap
 
 from trainlab.ensembles import Ensemble, ensemble_report
+from trainlab.settings import Setting, checked
 
 
 def _has_batchnorm(module: nn.Module) -> bool:
@@ -85,9 +87,13 @@ class Independent(Ensemble):
     from seed ``seed + k``), trained together as one :class:`IndependentEnsemble`; the report is each member's test
     accuracy against the average of their probabilities."""
 
-    def __init__(self, size: int = 5, vectorize: bool = True, seed: int | None = None) -> None:
-        if size < 2:
-            raise ValueError(f"ensemble.size={size} must be >= 2")
+    @checked
+    def __init__(
+        self,
+        size: Annotated[int, Setting("members of the ensemble", low=2)] = 5,
+        vectorize: Annotated[bool, Setting("whether the members run as one batched network")] = True,
+        seed: int | None = None,
+    ) -> None:
         self.size, self.vectorize, self.seed = int(size), bool(vectorize), seed
 
     def network(self, build_one):

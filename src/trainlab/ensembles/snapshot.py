@@ -28,19 +28,23 @@ import itertools
 import logging
 import math
 from pathlib import Path
+from typing import Annotated
 
 import torch
 from pytorch_lightning import LightningModule, Trainer
 
 from trainlab.ensembles import Ensemble, ensemble_report, test_probabilities
+from trainlab.settings import Setting, checked
 
 log = logging.getLogger("trainlab")
 
+#: ``ensemble.cycles``
+Cycles = Annotated[int, Setting("snapshot cycles", low=1)]
 
-def cycle_lengths(total: int, cycles: int) -> list[int]:
+
+@checked
+def cycle_lengths(total: int, cycles: Cycles) -> list[int]:
     """``total`` units (epochs or steps) in ``cycles`` cycles as even as possible, the longer ones first."""
-    if cycles < 1:
-        raise ValueError(f"ensemble.cycles={cycles} must be >= 1")
     if total < cycles:
         raise ValueError(
             f"ensemble.cycles={cycles} needs trainer.max_epochs >= {cycles} (each cycle is at least one epoch), got "
@@ -55,16 +59,15 @@ def cycle_ends(total: int, cycles: int) -> list[int]:
     return list(itertools.accumulate(cycle_lengths(total, cycles)))
 
 
+@checked
 def snapshot_schedule(
-    optimizer: torch.optim.Optimizer, total_steps: int | None = None, cycles: int = 5, epochs: int | None = None
+    optimizer: torch.optim.Optimizer, total_steps: int | None = None, cycles: Cycles = 5, epochs: int | None = None
 ):
     """The cyclic cosine learning rate as a per-step ``LambdaLR`` (``total_steps`` filled in by trainlab).
 
     With ``epochs`` (``trainer.max_epochs``), the cycles are :func:`cycle_lengths` whole epochs of
     ``total_steps / epochs`` steps each; without it the ``total_steps`` steps are shared out the same way.
     """
-    if cycles < 1:
-        raise ValueError(f"ensemble.cycles={cycles} must be >= 1")
     if epochs is None:
         ends = cycle_ends(total_steps, cycles)
     else:
@@ -84,12 +87,15 @@ class SnapshotEnsemble(Ensemble):
     with the cyclic cosine learning rate (:func:`snapshot_schedule`) over ``epochs`` (``trainer.max_epochs``) in
     place of the configured scheduler; the report averages the last ``keep`` snapshots' probabilities."""
 
+    @checked
     def __init__(
-        self, cycles: int = 5, keep: int | None = None, dirpath: str = "snapshots", epochs: int | None = None
+        self,
+        cycles: Cycles = 5,
+        keep: Annotated[int, Setting("snapshots kept (the last ones)", low=1)] | None = None,
+        dirpath: str = "snapshots",
+        epochs: int | None = None,
     ) -> None:
-        if cycles < 1:
-            raise ValueError(f"ensemble.cycles={cycles} must be >= 1")
-        if keep is not None and not 1 <= keep <= cycles:
+        if keep is not None and keep > cycles:  # the ranges are declared; the pair is checked here
             raise ValueError(f"ensemble.keep={keep} must be <= ensemble.cycles={cycles} (one snapshot per cycle)")
         self.cycles, self.keep, self.dirpath = cycles, keep or cycles, Path(dirpath)
         self.epochs = epochs

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Annotated, Literal, get_args
 
 import torch
 from torch import Tensor, nn
 
 from trainlab.models.mlp import hidden_layer
+from trainlab.settings import Setting, checked
 
-POOLS = ("max", "avg", "none")
+Pool = Literal["max", "avg", "none"]
+POOLS: tuple[str, ...] = get_args(Pool)
 
 
 def make_pool(pool: str, size: int) -> nn.Module:
@@ -45,14 +48,15 @@ class CNN(nn.Module):
 
     needs_images = True  # [C, H, W] inputs, not vectors
 
+    @checked
     def __init__(
         self,
         input_shape: Sequence[int],
         num_classes: int,
         channels: Sequence[int] = (32, 64),
-        hidden: int = 128,
-        pool: str = "max",
-        pool_size: int = 2,
+        hidden: Annotated[int, Setting("units of the CNN's hidden layer", low=1)] = 128,
+        pool: Annotated[Pool, Setting("the CNN's pooling")] = "max",
+        pool_size: Annotated[int, Setting("kernel and stride of the CNN's pooling", low=1)] = 2,
         activation: Callable[[], nn.Module] = nn.ReLU,
         dropout: Callable[[], nn.Module] | None = None,
         alpha_dropout: Callable[[], nn.Module] | None = None,

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from typing import Annotated
 
 from torch import Tensor, nn
+
+from trainlab.settings import Setting, checked
 
 
 def hidden_layer(
@@ -44,12 +47,13 @@ class MLP(nn.Module):
         dropconnect: a layer factory (``regularizer=[dropconnect]``): DropConnect on every hidden layer.
     """
 
+    @checked
     def __init__(
         self,
         input_shape: Sequence[int],
         num_classes: int,
-        depth: int = 2,
-        width: int = 128,
+        depth: Annotated[int, Setting("hidden layers of the MLP", low=1)] = 2,
+        width: Annotated[int, Setting("units per hidden layer", low=1)] = 128,
         sizes: Sequence[int] | None = None,
         activation: Callable[[], nn.Module] = nn.ReLU,
         dropout: Callable[[], nn.Module] | None = None,
@@ -58,8 +62,8 @@ class MLP(nn.Module):
     ) -> None:
         super().__init__()
         hidden = list(sizes) if sizes is not None else [width] * depth
-        if depth < 0 or any(size < 1 for size in hidden):
-            raise ValueError(f"model.depth={depth}, model.width={width}, model.sizes={sizes}: sizes must be >= 1")
+        if any(size < 1 for size in hidden):
+            raise ValueError(f"model.sizes={list(sizes)}: every hidden size must be >= 1")
         layers: list[nn.Module] = [nn.Flatten()]
         fan_in = math.prod(input_shape)
         for size in hidden:

@@ -15,11 +15,13 @@ channel after the normalisation). With ``regularizer=[stochastic_depth]`` each r
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Annotated
 
 from torch import Tensor, nn
 
 from trainlab.activations.maxout import MaxoutNorm2d
 from trainlab.regularizers.stochastic_depth import LinearDecay, StochasticDepth
+from trainlab.settings import Setting, checked
 
 
 def norm_act(channels: int, activation: Callable[[], nn.Module]) -> nn.Module:
@@ -64,24 +66,23 @@ class ResNet(nn.Module):
 
     needs_images = True  # [C, H, W] inputs, not vectors
 
+    @checked
     def __init__(
         self,
         input_shape: Sequence[int],
         num_classes: int,
-        depth: int = 20,
-        width: int = 16,
+        depth: Annotated[int, Setting("layers of the ResNet (6n+2: 8, 14, 20, 32, 44, 56, 110, ...)", low=8)] = 20,
+        width: Annotated[int, Setting("channels of the ResNet's first stage", low=1)] = 16,
         activation: Callable[[], nn.Module] = nn.ReLU,
         stochastic_depth: LinearDecay | None = None,
         dropout: Callable[[], nn.Module] | None = None,
         alpha_dropout: Callable[[], nn.Module] | None = None,
     ) -> None:
         super().__init__()
-        if depth < 8 or (depth - 2) % 6:
+        if (depth - 2) % 6:  # the range is declared above; the form 6n+2 is checked here
             raise ValueError(
                 f"model.depth={depth}: a CIFAR ResNet has 6n+2 layers, n >= 1 (8, 14, 20, 32, 44, 56, 110, ...)"
             )
-        if width < 1:
-            raise ValueError(f"model.width={width} must be >= 1")
         n = (depth - 2) // 6
         survival = stochastic_depth.survival(3 * n) if stochastic_depth else [1.0] * (3 * n)
         self.stem = nn.Conv2d(input_shape[0], width, 3, padding=1, bias=False)

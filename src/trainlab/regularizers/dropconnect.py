@@ -34,14 +34,19 @@ the inference samples use a fixed seed rather than fresh randomness; the activat
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Annotated, Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from trainlab.settings import Setting, checked
 from trainlab.techniques import LayerRegularizer
 
-INFERENCE_MODES = ("mean", "gaussian")
+#: the settings of :class:`DropConnectLinear` and :class:`DropConnect` (``regularizer.dropconnect.*``)
+DropProbability = Annotated[float, Setting("probability of zeroing a weight", low=0, high=1, high_open=True)]
+Inference = Annotated[Literal["mean", "gaussian"], Setting("DropConnect's inference")]
+Samples = Annotated[int, Setting("samples of DropConnect's inference", low=1)]
 
 
 class DropConnectLinear(nn.Linear):
@@ -58,22 +63,17 @@ class DropConnectLinear(nn.Linear):
     #: seed of the private generator the gaussian inference draws from at each eval forward
     EVAL_SEED = 0
 
+    @checked
     def __init__(
         self,
         in_features: int,
         out_features: int,
-        p: float = 0.5,
-        inference: str = "mean",
-        samples: int = 100,
+        p: DropProbability = 0.5,
+        inference: Inference = "mean",
+        samples: Samples = 100,
         activation: Callable[[], nn.Module] | None = None,
         bias: bool = True,
     ) -> None:
-        if not 0.0 <= p < 1.0:
-            raise ValueError(f"regularizer.dropconnect.p must be in [0, 1) (drop probability), got {p!r}")
-        if inference not in INFERENCE_MODES:
-            raise ValueError(f"regularizer.dropconnect.inference must be one of {INFERENCE_MODES}, got {inference!r}")
-        if samples < 1:
-            raise ValueError(f"regularizer.dropconnect.samples must be >= 1, got {samples!r}")
         super().__init__(in_features, out_features, bias=bias)
         self.p = float(p)
         self.inference = inference
@@ -123,8 +123,8 @@ class DropConnect(LayerRegularizer):
 
     argument = "dropconnect"
 
-    def __init__(self, p: float = 0.5, inference: str = "mean", samples: int = 100) -> None:
-        DropConnectLinear(1, 1, p=p, inference=inference, samples=samples)  # the layer's own checks, now
+    @checked
+    def __init__(self, p: DropProbability = 0.5, inference: Inference = "mean", samples: Samples = 100) -> None:
         self.p, self.inference, self.samples = float(p), inference, int(samples)
 
     def __call__(

@@ -12,8 +12,11 @@ unit variance of SELU's activations, so it goes with ``activation=selu``.
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from torch import nn
 
+from trainlab.settings import Setting, checked
 from trainlab.techniques import LayerRegularizer
 
 
@@ -22,9 +25,10 @@ class Dropout(LayerRegularizer):
 
     argument = "dropout"
 
-    def __init__(self, p: float = 0.5) -> None:
-        if not 0.0 <= p <= 1.0:
-            raise ValueError(f"regularizer.dropout.p={p} must be a drop probability in [0, 1]")
+    @checked
+    def __init__(
+        self, p: Annotated[float, Setting("probability of zeroing a unit", low=0, high=1, high_open=True)] = 0.5
+    ) -> None:
         self.p = float(p)
 
     def __call__(self) -> nn.Module:
@@ -36,9 +40,10 @@ class AlphaDropout(LayerRegularizer):
 
     argument = "alpha_dropout"
 
-    def __init__(self, p: float = 0.1) -> None:
-        if not 0.0 <= p <= 1.0:
-            raise ValueError(f"regularizer.alpha_dropout.p={p} must be a drop probability in [0, 1]")
+    @checked
+    def __init__(
+        self, p: Annotated[float, Setting("probability of dropping a unit", low=0, high=1, high_open=True)] = 0.1
+    ) -> None:
         self.p = float(p)
 
     def __call__(self) -> nn.Module:

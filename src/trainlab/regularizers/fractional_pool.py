@@ -33,13 +33,22 @@ from __future__ import annotations
 
 import math
 from functools import reduce
+from typing import Annotated, Literal, get_args
 
 import torch
 from torch import nn
 
+from trainlab.settings import Setting, checked
 from trainlab.techniques import LayerRegularizer
 
-INTERVALS = ("random", "pseudo_random")
+IntervalKind = Literal["random", "pseudo_random"]
+INTERVALS: tuple[str, ...] = get_args(IntervalKind)
+
+#: the settings of :class:`FractionalMaxPool2d` and :class:`FractionalPooling` (``regularizer.fractional_pool.*``)
+Ratio = Annotated[float, Setting("fractional pooling's output/input ratio", low=0.5, high=1, high_open=True)]
+Intervals = Annotated[IntervalKind, Setting("fractional pooling's intervals")]
+Overlapping = Annotated[bool, Setting("overlapping pooling regions")]
+TestSamples = Annotated[int, Setting("test passes averaged", low=1)]
 
 
 def fractional_output_size(n_in: int, ratio: float) -> int:
@@ -95,18 +104,15 @@ class FractionalMaxPool2d(nn.Module):
     before each of its ``test_samples`` passes).
     """
 
+    @checked
     def __init__(
-        self, ratio: float = 2**-0.5, intervals: str = "random", overlapping: bool = False, test_samples: int = 1
+        self,
+        ratio: Ratio = 2**-0.5,
+        intervals: Intervals = "random",
+        overlapping: Overlapping = False,
+        test_samples: TestSamples = 1,
     ) -> None:
         super().__init__()
-        if not 0.5 <= ratio < 1:
-            raise ValueError(f"regularizer.fractional_pool.ratio must satisfy 0.5 <= ratio < 1, got {ratio}")
-        if intervals not in INTERVALS:
-            raise ValueError(
-                f"regularizer.fractional_pool.intervals must be one of {', '.join(INTERVALS)}, got {intervals!r}"
-            )
-        if int(test_samples) != test_samples or test_samples < 1:
-            raise ValueError(f"regularizer.fractional_pool.test_samples must be an integer >= 1, got {test_samples}")
         self.ratio = float(ratio)
         self.intervals = intervals
         self.overlapping = overlapping
@@ -152,10 +158,14 @@ class FractionalPooling(LayerRegularizer):
 
     argument = "fractional_pool"
 
+    @checked
     def __init__(
-        self, ratio: float = 2**-0.5, intervals: str = "random", overlapping: bool = False, test_samples: int = 1
+        self,
+        ratio: Ratio = 2**-0.5,
+        intervals: Intervals = "random",
+        overlapping: Overlapping = False,
+        test_samples: TestSamples = 1,
     ) -> None:
-        FractionalMaxPool2d(ratio, intervals, overlapping, test_samples)  # the layer's own checks, now
         self.ratio, self.intervals, self.overlapping, self.test_samples = ratio, intervals, overlapping, test_samples
 
     def __call__(self) -> FractionalMaxPool2d:

@@ -18,9 +18,12 @@ Accuracy is always measured against the un-mixed hard labels. Random draws come 
 from __future__ import annotations
 
 import math
+from typing import Annotated
 
 import torch
 from torch import Tensor
+
+from trainlab.settings import Setting, checked
 
 
 def sample_lambda(alpha: float) -> float:
@@ -34,9 +37,8 @@ class Mixup:
 
     stage, exclusive = "batch", True
 
-    def __init__(self, alpha: float = 0.2) -> None:
-        if alpha < 0:
-            raise ValueError(f"regularizer.mixup.alpha={alpha} must be >= 0 (0 = no mixup)")
+    @checked
+    def __init__(self, alpha: Annotated[float, Setting("mixup's Beta(alpha, alpha)", low=0)] = 0.2) -> None:
         self.alpha = alpha
 
     @property
@@ -58,9 +60,8 @@ class CutMix:
 
     stage, exclusive = "batch", True
 
-    def __init__(self, alpha: float = 1.0) -> None:
-        if alpha < 0:
-            raise ValueError(f"regularizer.cutmix.alpha={alpha} must be >= 0 (0 = no cutmix)")
+    @checked
+    def __init__(self, alpha: Annotated[float, Setting("CutMix's Beta(alpha, alpha)", low=0)] = 1.0) -> None:
         self.alpha = alpha
 
     @property
@@ -100,9 +101,8 @@ class LabelSmoothing:
 
     stage, order = "batch", 1  # after the mixing techniques
 
-    def __init__(self, eps: float = 0.1) -> None:
-        if not 0.0 <= eps < 1.0:
-            raise ValueError(f"regularizer.label_smoothing.eps={eps} must be in [0, 1)")
+    @checked
+    def __init__(self, eps: Annotated[float, Setting("label smoothing", low=0, high=1, high_open=True)] = 0.1) -> None:
         self.eps = float(eps)
 
     @property

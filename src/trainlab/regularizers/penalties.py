@@ -14,10 +14,13 @@ decoupled decay is not a loss term at all.
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import torch
 from torch import Tensor, nn
 
 from trainlab.activations.maxout import MaxoutNorm2d
+from trainlab.settings import Setting, checked
 
 NORMS = (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm, MaxoutNorm2d, nn.PReLU)
 
@@ -54,10 +57,14 @@ class WeightPenalty:
 
     stage = "loss"
 
-    def __init__(self, l1: float = 0.0, l2: float = 0.0, include_bias: bool = False, include_norm: bool = False):
-        for key, value in (("l1", l1), ("l2", l2)):
-            if value < 0:
-                raise ValueError(f"regularizer {key} weight={value} must be >= 0")
+    @checked
+    def __init__(
+        self,
+        l1: Annotated[float, Setting("L1 penalty weight", low=0)] = 0.0,
+        l2: Annotated[float, Setting("L2 penalty weight", low=0)] = 0.0,
+        include_bias: Annotated[bool, Setting("whether the penalty includes biases")] = False,
+        include_norm: Annotated[bool, Setting("whether the penalty includes normalization weights")] = False,
+    ) -> None:
         self.l1, self.l2 = l1, l2
         self.include_bias, self.include_norm = include_bias, include_norm
 
@@ -77,7 +84,13 @@ class WeightPenalty:
 class L1(WeightPenalty):
     """``regularizer=[l1]``: ``weight * sum|w|``."""
 
-    def __init__(self, weight: float = 1e-5, include_bias: bool = False, include_norm: bool = False) -> None:
+    @checked
+    def __init__(
+        self,
+        weight: Annotated[float, Setting("L1 penalty weight", low=0)] = 1e-5,
+        include_bias: Annotated[bool, Setting("whether the l1 penalty includes biases")] = False,
+        include_norm: Annotated[bool, Setting("whether the l1 penalty includes normalization weights")] = False,
+    ) -> None:
         super().__init__(l1=weight, include_bias=include_bias, include_norm=include_norm)
 
 
@@ -85,14 +98,27 @@ class L2(WeightPenalty):
     """``regularizer=[l2]``: ``weight * sum(w^2)`` (SGD's ``weight_decay=l`` is the gradient of ``(l/2) sum(w^2)``:
     ``weight=l`` equals ``weight_decay=2l``)."""
 
-    def __init__(self, weight: float = 1e-4, include_bias: bool = False, include_norm: bool = False) -> None:
+    @checked
+    def __init__(
+        self,
+        weight: Annotated[float, Setting("L2 penalty weight", low=0)] = 1e-4,
+        include_bias: Annotated[bool, Setting("whether the l2 penalty includes biases")] = False,
+        include_norm: Annotated[bool, Setting("whether the l2 penalty includes normalization weights")] = False,
+    ) -> None:
         super().__init__(l2=weight, include_bias=include_bias, include_norm=include_norm)
 
 
 class ElasticNet(WeightPenalty):
     """``regularizer=[elastic_net]`` (Zou & Hastie 2005): ``l1_weight * sum|w| + l2_weight * sum(w^2)``."""
 
+    @checked
     def __init__(
-        self, l1_weight: float = 1e-5, l2_weight: float = 1e-4, include_bias: bool = False, include_norm: bool = False
+        self,
+        l1_weight: Annotated[float, Setting("elastic net's L1 weight", low=0)] = 1e-5,
+        l2_weight: Annotated[float, Setting("elastic net's L2 weight", low=0)] = 1e-4,
+        include_bias: Annotated[bool, Setting("whether the elastic_net penalty includes biases")] = False,
+        include_norm: Annotated[
+            bool, Setting("whether the elastic_net penalty includes normalization weights")
+        ] = False,
     ) -> None:
         super().__init__(l1=l1_weight, l2=l2_weight, include_bias=include_bias, include_norm=include_norm)

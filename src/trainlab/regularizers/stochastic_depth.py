@@ -12,16 +12,21 @@ Under DDP a skipped block leaves parameters without gradients: use ``trainer.str
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import torch
 from torch import Tensor, nn
 
+from trainlab.settings import Setting, checked
 from trainlab.techniques import LayerRegularizer
 
+#: ``regularizer.stochastic_depth.p_L``
+LastSurvival = Annotated[float, Setting("survival probability of the last block", low=0, high=1, low_open=True)]
 
-def survival_probabilities(num_blocks: int, p_L: float = 0.5) -> list[float]:
+
+@checked
+def survival_probabilities(num_blocks: int, p_L: LastSurvival = 0.5) -> list[float]:
     """The linear decay rule: p_l = 1 - (l / L) (1 - p_L) for l = 1..L."""
-    if not 0.0 < p_L <= 1.0:
-        raise ValueError(f"regularizer.stochastic_depth.p_L={p_L} must be in (0, 1]")
     return [1.0 - (block / num_blocks) * (1.0 - p_L) for block in range(1, num_blocks + 1)]
 
 
@@ -54,8 +59,8 @@ class LinearDecay(LayerRegularizer):
 
     argument = "stochastic_depth"
 
-    def __init__(self, p_L: float = 0.5) -> None:  # noqa: N803 - the paper's name
-        survival_probabilities(1, p_L)  # its own check, now
+    @checked
+    def __init__(self, p_L: LastSurvival = 0.5) -> None:  # noqa: N803 - the paper's name
         self.p_L = float(p_L)
 
     def survival(self, num_blocks: int) -> list[float]:
