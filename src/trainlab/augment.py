@@ -340,7 +340,7 @@ class ColorJitter(nn.Module):
         brightness: Annotated[float, Setting("brightness jitter", low=0, high=1)] = 0.4,
         contrast: Annotated[float, Setting("contrast jitter", low=0, high=1)] = 0.4,
         saturation: Annotated[float, Setting("saturation jitter", low=0, high=1)] = 0.4,
-        channels: int | None = None,
+        channels: Annotated[int, Setting("channels of the images", low=1)] | None = None,
         input_shape: Sequence[int] | None = None,
     ) -> None:
         super().__init__()
@@ -393,7 +393,7 @@ class Cutout(nn.Module):
     def __init__(
         self,
         size: Annotated[int, Setting("side of the cut-out square", low=1)] | None = None,
-        image_size: int | None = None,
+        image_size: Annotated[int, Setting("side of the images", low=1)] | None = None,
         input_shape: Sequence[int] | None = None,
     ) -> None:
         super().__init__()

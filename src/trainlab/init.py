@@ -63,7 +63,7 @@ class WeightInit:
         distribution: Annotated[Literal["normal", "uniform"], Setting("the init's distribution")] = "normal",
         mode: Annotated[Literal["fan_in", "fan_out"], Setting("the fan the init keeps")] = "fan_in",
         gain: Annotated[float, Setting("the init's gain", low=0, low_open=True)] | None = None,
-        bias: float | None = None,
+        bias: Annotated[float, Setting("the constant every bias starts at")] | None = None,
     ) -> None:
         self.scheme, self.std, self.distribution, self.mode, self.gain, self.bias = (
             scheme,

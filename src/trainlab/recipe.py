@@ -29,6 +29,9 @@ log = logging.getLogger("trainlab")
 
 #: ``recipe.batches`` (and ``callbacks.initial_loss.batches``)
 Batches = Annotated[int, Setting("batches of the initial-loss check", low=1)]
+Tolerance = Annotated[
+    float, Setting("how far the initial loss may be from ln C, as a share of it", low=0, low_open=True)
+]
 
 
 @torch.no_grad()
@@ -88,7 +91,7 @@ class InitialLossCheck(Callback):
     """At the start of a fresh training run, measure the initial loss and warn when it is far from ln(C)."""
 
     @checked
-    def __init__(self, batches: Batches = 5, tolerance: float = 0.25) -> None:
+    def __init__(self, batches: Batches = 5, tolerance: Tolerance = 0.25) -> None:
         self.batches, self.tolerance = batches, tolerance
 
     def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
@@ -299,7 +302,7 @@ class InitialLoss(RecipeStep):
     name = "initial_loss"
 
     @checked
-    def __init__(self, batches: Batches = 5, tolerance: float = 0.25) -> None:
+    def __init__(self, batches: Batches = 5, tolerance: Tolerance = 0.25) -> None:
         self.batches, self.tolerance = int(batches), float(tolerance)
 
     def measure(self, module, datamodule, cfg, out_dir) -> dict[str, Any]:
@@ -316,7 +319,9 @@ class Overfit(RecipeStep):
         self,
         samples: Annotated[int, Setting("images of the overfitting sample", low=1)] = 128,
         max_epochs: Annotated[int, Setting("epochs of the overfitting check", low=1)] = 300,
-        target_acc: float = 1.0,
+        target_acc: Annotated[
+            float, Setting("training accuracy the sample must reach", low=0, high=1, low_open=True)
+        ] = 1.0,
     ) -> None:
         self.samples, self.max_epochs, self.target_acc = int(samples), int(max_epochs), float(target_acc)
 
@@ -340,7 +345,7 @@ class LrFind(RecipeStep):
         mode: Annotated[Literal["exponential", "linear"], Setting("how the range test's learning rate grows")] = (
             "exponential"
         ),
-        weight_decay: float | None = 1e-4,
+        weight_decay: Annotated[float, Setting("weight decay during the range test", low=0)] | None = 1e-4,
     ) -> None:
         self.min_lr, self.max_lr, self.num_training, self.mode = float(min_lr), float(max_lr), int(num_training), mode
         self.weight_decay = weight_decay

@@ -151,8 +151,17 @@ def checked(init: F) -> F:
 
     @functools.cache
     def settings() -> dict[str, Declared]:
-        hints = typing.get_type_hints(init, include_extras=True)
-        return {name: d for name, hint in hints.items() if (d := declaration(hint)) is not None}
+        found = {}
+        for name, parameter in signature.parameters.items():
+            annotation = parameter.annotation
+            if isinstance(annotation, str):  # from __future__ import annotations: evaluate each one alone
+                try:
+                    annotation = eval(annotation, init.__globals__)  # noqa: S307 - the module's own annotation
+                except Exception:  # noqa: BLE001 - a name only imported for type checking: no declaration here
+                    continue
+            if (d := declaration(annotation)) is not None:
+                found[name] = d
+        return found
 
     @functools.wraps(init)
     def wrapper(*args: Any, **kwargs: Any) -> Any:

@@ -36,8 +36,8 @@ class ProgressBar(RichProgressBar):
     def __init__(
         self,
         update_every: Annotated[int, Setting("batches between updates of the progress bar", low=1)] = 10,
-        refresh_rate: int = 10,
-        leave: bool = False,
+        refresh_rate: Annotated[int, Setting("redraws per second (0: none)", low=0)] = 10,
+        leave: Annotated[bool, Setting("whether finished epochs keep their bar")] = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(refresh_rate=refresh_rate, leave=leave, **kwargs)

@@ -31,7 +31,7 @@ class SyntheticDataModule(InMemoryDataModule):
         val_size: Annotated[int, Setting("samples of the validation split", low=1)] = 5_000,
         test_size: Annotated[int, Setting("samples of the test split", low=1)] = 10_000,
         noise: Annotated[float, Setting("standard deviation of the noise added to the class templates", low=0)] = 0.5,
-        seed: int = 0,
+        seed: Annotated[int, Setting("seed of the generated data", low=0, high=2**32 - 1)] = 0,
         **kwargs: object,
     ) -> None:
         super().__init__(**kwargs)

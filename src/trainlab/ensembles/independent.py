@@ -92,7 +92,7 @@ class Independent(Ensemble):
         self,
         size: Annotated[int, Setting("members of the ensemble", low=2)] = 5,
         vectorize: Annotated[bool, Setting("whether the members run as one batched network")] = True,
-        seed: int | None = None,
+        seed: Annotated[int, Setting("seed of the first member", low=0, high=2**32 - 1)] | None = None,
     ) -> None:
         self.size, self.vectorize, self.seed = int(size), bool(vectorize), seed
 

@@ -93,7 +93,7 @@ class SnapshotEnsemble(Ensemble):
         cycles: Cycles = 5,
         keep: Annotated[int, Setting("snapshots kept (the last ones)", low=1)] | None = None,
         dirpath: str = "snapshots",
-        epochs: int | None = None,
+        epochs: Annotated[int, Setting("epochs of the run (its cycles share them)", low=1)] | None = None,
     ) -> None:
         if keep is not None and keep > cycles:  # the ranges are declared; the pair is checked here
             raise ValueError(f"ensemble.keep={keep} must be <= ensemble.cycles={cycles} (one snapshot per cycle)")

@@ -52,7 +52,7 @@ class CNN(nn.Module):
     def __init__(
         self,
         input_shape: Sequence[int],
-        num_classes: int,
+        num_classes: Annotated[int, Setting("classes (outputs)", low=2)],
         channels: Sequence[int] = (32, 64),
         hidden: Annotated[int, Setting("units of the CNN's hidden layer", low=1)] = 128,
         pool: Annotated[Pool, Setting("the CNN's pooling")] = "max",

@@ -51,7 +51,7 @@ class MLP(nn.Module):
     def __init__(
         self,
         input_shape: Sequence[int],
-        num_classes: int,
+        num_classes: Annotated[int, Setting("classes (outputs)", low=2)],
         depth: Annotated[int, Setting("hidden layers of the MLP", low=1)] = 2,
         width: Annotated[int, Setting("units per hidden layer", low=1)] = 128,
         sizes: Sequence[int] | None = None,

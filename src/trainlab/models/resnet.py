@@ -70,7 +70,7 @@ class ResNet(nn.Module):
     def __init__(
         self,
         input_shape: Sequence[int],
-        num_classes: int,
+        num_classes: Annotated[int, Setting("classes (outputs)", low=2)],
         depth: Annotated[int, Setting("layers of the ResNet (6n+2: 8, 14, 20, 32, 44, 56, 110, ...)", low=8)] = 20,
         width: Annotated[int, Setting("channels of the ResNet's first stage", low=1)] = 16,
         activation: Callable[[], nn.Module] = nn.ReLU,
