@@ -270,6 +270,17 @@ CASES = [
         "data.val_fraction=0.9 data.test_fraction=0.9",
         "data.val_fraction=0.9 and data.test_fraction=0.9 hold out 1.8 of the data, nothing is left to train on",
     ),
+    (
+        "trainlab-train",
+        "+data.foo=1",
+        "data.foo=1: trainlab.data.digits.DigitsDataModule has no setting 'foo'; its settings are batch_size,",
+    ),
+    ("trainlab-train", "data.num_classes=5", "data.num_classes=5: the DigitsDataModule data have num_classes=10"),
+    (
+        "trainlab-train",
+        "data=fashion_mnist data.input_shape=[1,32,32]",
+        "data.input_shape=[1, 32, 32]: the FashionMNISTDataModule data have input_shape=[1, 28, 28]",
+    ),
     ("trainlab-eval", "ckpt_path=<a checkpoint> +unknown_key=1", "'unknown_key' is not a setting, nothing would read"),
     (
         "trainlab-eval",

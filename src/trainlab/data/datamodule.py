@@ -14,6 +14,7 @@ tensors (images ``float32 [N, C, H, W]`` scaled to [0, 1], labels ``int64 [N]``)
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from typing import Annotated, Literal
 
 import torch
@@ -29,6 +30,7 @@ EvalBatchSize = Annotated[int, Setting("samples per evaluation batch", low=1)] |
 Loader = Annotated[Literal["memory", "dataloader"], Setting("how batches are made")]
 NumWorkers = Annotated[int, Setting("DataLoader worker processes", low=0)]
 SplitSeed = Annotated[int, Setting("seed of the train/validation split", low=0)]
+NumClasses = Annotated[int, Setting("classes of the data set", low=2)] | None  # the data config declares it
 
 
 class InMemoryDataModule(LightningDataModule, ABC):
@@ -43,9 +45,21 @@ class InMemoryDataModule(LightningDataModule, ABC):
         eval_batch_size: EvalBatchSize = None,
         loader: Loader = "memory",
         num_workers: NumWorkers = 0,
-        **_: object,
+        num_classes: NumClasses = None,
+        input_shape: Sequence[int] | None = None,
     ) -> None:
+        """``num_classes`` and ``input_shape`` are the data config's declarations, which the other configs read
+        (``${data.num_classes}``): when given, they must be what this data set has. Any other key is refused."""
         super().__init__()
+        for name, given in (("num_classes", num_classes), ("input_shape", input_shape)):
+            has = getattr(type(self), name, None)
+            if (
+                given is not None
+                and has is not None
+                and (list(given) if name == "input_shape" else given) != (list(has) if name == "input_shape" else has)
+            ):
+                shown = list(has) if name == "input_shape" else has
+                raise ValueError(f"data.{name}={given}: the {type(self).__name__} data have {name}={shown}")
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size or max(batch_size, 256)
         self.loader = loader

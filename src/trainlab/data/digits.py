@@ -7,12 +7,21 @@ with ``split_seed``; they never change with the training seed.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Annotated
 
 import numpy as np
 import torch
 
-from trainlab.data.datamodule import BatchSize, EvalBatchSize, InMemoryDataModule, Loader, NumWorkers, SplitSeed
+from trainlab.data.datamodule import (
+    BatchSize,
+    EvalBatchSize,
+    InMemoryDataModule,
+    Loader,
+    NumClasses,
+    NumWorkers,
+    SplitSeed,
+)
 from trainlab.settings import Setting, checked
 
 
@@ -34,9 +43,17 @@ class DigitsDataModule(InMemoryDataModule):
         eval_batch_size: EvalBatchSize = None,
         loader: Loader = "memory",
         num_workers: NumWorkers = 0,
-        **kwargs: object,  # num_classes / input_shape are read by the model configs, not here
+        num_classes: NumClasses = None,  # the data config's declarations: checked against this data set
+        input_shape: Sequence[int] | None = None,
     ) -> None:
-        super().__init__(batch_size=batch_size, eval_batch_size=eval_batch_size, loader=loader, num_workers=num_workers)
+        super().__init__(
+            batch_size=batch_size,
+            eval_batch_size=eval_batch_size,
+            loader=loader,
+            num_workers=num_workers,
+            num_classes=num_classes,
+            input_shape=input_shape,
+        )
         self.val_fraction = val_fraction
         self.test_fraction = test_fraction
         self.split_seed = split_seed

@@ -42,7 +42,15 @@ from typing import Annotated
 import numpy as np
 import torch
 
-from trainlab.data.datamodule import BatchSize, EvalBatchSize, InMemoryDataModule, Loader, NumWorkers, SplitSeed
+from trainlab.data.datamodule import (
+    BatchSize,
+    EvalBatchSize,
+    InMemoryDataModule,
+    Loader,
+    NumClasses,
+    NumWorkers,
+    SplitSeed,
+)
 from trainlab.settings import Setting, checked
 
 #: where the Debian/Ubuntu package ``dataset-fashion-mnist`` installs the four gzipped IDX files
@@ -413,9 +421,17 @@ class FileImageDataModule(InMemoryDataModule):
         download: Annotated[bool, Setting("whether to download missing data files")] = True,
         val_size: Annotated[int, Setting("training images held out for validation", low=1)] = 5000,
         split_seed: SplitSeed = 0,
-        **kwargs: object,  # num_classes / input_shape are read by the model configs, not here
+        num_classes: NumClasses = None,  # the data config's declarations: checked against this data set
+        input_shape: Sequence[int] | None = None,
     ) -> None:
-        super().__init__(batch_size=batch_size, eval_batch_size=eval_batch_size, loader=loader, num_workers=num_workers)
+        super().__init__(
+            batch_size=batch_size,
+            eval_batch_size=eval_batch_size,
+            loader=loader,
+            num_workers=num_workers,
+            num_classes=num_classes,
+            input_shape=input_shape,
+        )
         self.data_dir = Path(data_dir).expanduser()
         self.download = bool(download)
         self.val_size = val_size
