@@ -71,7 +71,9 @@ def main() -> int:
             data[name] = {"seconds": seconds, "met": met}
             rows.append(f"| `trainlab-train {name}` | {seconds:.2f} s | | under 1 s: {'met' if met else 'MISSED'} |")
 
-        env = {"PYTHONPATH": str(HERE)}
+        # the probe's directory added to the caller's PYTHONPATH, not instead of it: a checkout measured with
+        # PYTHONPATH=<checkout>/src must start that checkout's trainlab, not the one installed in the environment
+        env = {"PYTHONPATH": os.pathsep.join(p for p in (str(HERE), os.environ.get("PYTHONPATH")) if p)}
         pairs = []
         for _ in range(REPEATS):
             plain = first_step([sys.executable, "-c", PLAIN_STEP], {}, cwd)
