@@ -33,7 +33,7 @@ def test_threads_auto_splits_the_cores_between_ddp_processes_on_the_cpu(make_cfg
     assert outputs.torch_threads(make_cfg("extras.threads=3")) == 3
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     assert outputs.torch_threads(make_cfg("trainer=ddp_cpu")) is None  # an explicit OMP_NUM_THREADS wins
-    with pytest.raises(ValueError, match="extras.threads=0: give auto or a number of threads >= 1"):
+    with pytest.raises(ValueError, match="extras.threads=0: PyTorch.s threads must be auto or an integer >= 1"):
         outputs.torch_threads(make_cfg("extras.threads=0"))
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import inspect
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, ClassVar
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -31,25 +31,7 @@ def hard_labels(target: Tensor) -> Tensor:
     return target.argmax(dim=-1) if target.ndim > 1 else target
 
 
-class PlainAttributes:
-    """Mixin for an ``nn.Module`` (listed before it): the attributes named in :attr:`plain_attributes` are stored
-    as plain attributes.
-
-    ``nn.Module.__setattr__`` first looks for a parameter, buffer or submodule of the name: about 2 us per call on
-    a 2-core CPU. An attribute that is never one of those ends the same when stored directly (0.2 us). Only worth
-    it for attributes set many times per training step; each class names them and says what that saves.
-    """
-
-    plain_attributes: ClassVar[frozenset[str]] = frozenset()
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        if name in self.plain_attributes:
-            object.__setattr__(self, name, value)
-        else:
-            super().__setattr__(name, value)
-
-
-class Classifier(PlainAttributes, LightningModule):
+class Classifier(LightningModule):
     """Softmax classifier around any ``nn.Module`` that maps a batch to logits.
 
     The training step, in order (:mod:`trainlab.techniques`): the ``pixels`` techniques (augmentation, on the batch,
@@ -89,11 +71,6 @@ class Classifier(PlainAttributes, LightningModule):
         config: the run's resolved config (plain containers). It is stored in every checkpoint so that
             ``trainlab-eval`` can rebuild the model from the checkpoint alone.
     """
-
-    # Speed: Lightning sets the module's _current_fx_name twice around every hook call, 44 times per training step;
-    # stored directly (PlainAttributes), each takes 0.3 us instead of 1.7 us: -0.06 ms per step of
-    # benchmarks/bench_loop.py's digits MLP (timeit, 2-core CPU, 2026-11-30).
-    plain_attributes = frozenset({"_current_fx_name"})
 
     def __init__(
         self,
@@ -351,7 +328,7 @@ def _one_cycle_refusal(planned: str, max_epochs: int, old: int | None = None) ->
     )
 
 
-class SampleMean(PlainAttributes, MeanMetric):
+class SampleMean(MeanMetric):
     """The mean over samples of per-sample values: ``update(values)`` adds ``values.sum()`` and ``values.numel()``.
 
     A ``MeanMetric(nan_strategy="disable")`` in everything but the update's cost: the same states (``mean_value``,
@@ -360,12 +337,9 @@ class SampleMean(PlainAttributes, MeanMetric):
     check: it would read the values on the host (a GPU synchronisation) at every update; a NaN makes the mean NaN.
 
     Speed: ``MeanMetric.update`` makes a tensor of ones as weights, casts and multiplies by them; this update adds
-    the sum and the count in place, and stores the two attributes torchmetrics sets at every update directly
-    (:class:`PlainAttributes`). The training step's two updates (loss, accuracy) took 95 us, now 53 us: -0.04 ms
-    per step of ``benchmarks/bench_loop.py``'s digits MLP (timeit, 2-core CPU, 2026-11-30).
+    the sum and the count in place. The training step's two updates (loss, accuracy) took 95 us, about 60 us this
+    way: -0.035 ms per step of ``benchmarks/bench_loop.py``'s digits MLP (timeit, 2-core CPU, 2026-11-30).
     """
-
-    plain_attributes = frozenset({"_computed", "_update_count"})
 
     def __init__(self) -> None:
         super().__init__(nan_strategy="disable")
