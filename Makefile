@@ -59,7 +59,7 @@ recipe-demo: $(STAMP)  ## walk through the hyperparameter recipe (steps 1-6) on 
 		hydra.run.dir=$$d/6_final; \
 	echo "recipe: $$d (sweep.md in 4_coarse and 5_fine; curves.png and metrics.json's diagnosis in 6_final)"
 
-test: $(STAMP) data  ## the whole test suite (offline; about 1060 tests, about 15 minutes on 2 cores)
+test: $(STAMP) data  ## the whole test suite (offline; about 1150 tests, about 17 minutes on 2 cores)
 	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/python -m pytest -n $(WORKERS) --durations=15 $(ARGS)
 
 test-fast: $(STAMP)  ## the fast subset for the inner loop (no CLI subprocess or DDP runs)
