@@ -85,7 +85,7 @@ SETTINGS = [
     ("regularizer=[l1] regularizer.l1.weight=-1", "regularizer.l1.weight=-1: L1 penalty weight must be a number >= 0"),
     (
         "augment=[hflip] augment.hflip.p=2",
-        "augment.hflip.p=2: probability of a horizontal flip must be a number in [0, 1]",
+        "augment.hflip.p=2: probability of a flip must be a number in [0, 1]",
     ),
     (
         "augment=[crop] augment.crop.padding=-1",

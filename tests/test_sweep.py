@@ -142,7 +142,7 @@ def test_a_crashing_or_diverging_trial_is_recorded_and_the_sweep_goes_on(tmp_pat
     assert rows[("32", "0.1")]["status"] == "completed" and float(rows[("32", "0.1")]["value"]) > 0.2
     for lr in ("0.1", "10000.0"):
         crashed = rows[("0", lr)]
-        assert crashed["status"] == "failed" and "model.width=0: units or channels" in crashed["error"]
+        assert crashed["status"] == "failed" and "model.width=0: units per hidden layer" in crashed["error"]
         assert metrics_of(crashed)["status"] == "failed"
     diverged = rows[("32", "10000.0")]
     assert diverged["status"] == "failed" and "NaN/inf" in diverged["error"]
