@@ -38,6 +38,33 @@ def test_help_and_cfg_answer_without_importing_torch(tmp_path):
     assert not (tmp_path / "logs").exists()  # asking for help creates no run
 
 
+@pytest.mark.parametrize(
+    "bad",
+    ["optimizer.lr=-1", "regularizer=[dropout] regularizer.dropout.p=1.5", "augment=[crop] augment.crop.padding=8"],
+)
+def test_a_bad_value_is_refused_before_torch_is_imported(tmp_path, bad):
+    """The declared range (trainlab.settings) is checked on the composed config before torch is imported: exit 2,
+    one line, nothing written, well under a second of work after Hydra."""
+    code = (
+        "import sys\n"
+        "from trainlab.train import main\n"
+        "sys.argv = ['trainlab-train', *sys.argv[1:]]\n"
+        "try:\n"
+        "    main()\n"
+        "except SystemExit as exit:\n"
+        "    assert exit.code == 2, exit.code\n"
+        "    assert 'torch' not in sys.modules, 'torch was imported'\n"
+        "    print('refused without torch')\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code, *bad.split()], cwd=tmp_path, capture_output=True, text=True, timeout=120
+    )
+    assert proc.stdout.strip().splitlines()[-1] == "refused without torch", proc.stdout + proc.stderr
+    (line,) = proc.stderr.strip().splitlines()
+    assert line.startswith("trainlab-train: ") and "must be" in line and line.endswith("; nothing was run")
+    assert not (tmp_path / "logs").exists()
+
+
 def test_default_run_reaches_the_accuracy_bar(tmp_path):
     """`trainlab-train` with no arguments: digits, MLP, >= 0.95 test accuracy."""
     run_cli(["trainlab-train"], cwd=tmp_path)

@@ -33,8 +33,7 @@ def instantiate(config: Any, **kwargs: Any) -> Any:
     has no parameter for is answered with the settings it has (:mod:`trainlab.library_settings`)."""
     from hydra.errors import InstantiationException
 
-    from trainlab.data.files import DataFileError
-    from trainlab.errors import ConfigError
+    from trainlab.errors import ConfigError, DataFileError
 
     try:
         return hydra.utils.instantiate(config, **kwargs)

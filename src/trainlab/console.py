@@ -134,8 +134,12 @@ def run_job(task: Callable[[DictConfig], dict[str, Any]], cfg: DictConfig, metri
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
-    from trainlab.data.files import DataFileError
-    from trainlab.outputs import record_failure
+    from trainlab.errors import DataFileError
+
+    def record_failure(cfg: DictConfig, err: BaseException) -> None:  # imports torch: only when a job failed
+        from trainlab.outputs import record_failure
+
+        record_failure(cfg, err)
 
     _release_stderr()  # the job has started: what Hydra wrote before it (nothing to explain) is shown now
     multirun = HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
@@ -206,7 +210,7 @@ def refused_as_config_error() -> Iterator[None]:
     constructor refuses (``ValueError``, ``TypeError``, Lightning's ``MisconfigurationException``) is bad input,
     raised again as one line of :class:`ConfigError` (exit 2). ``ConfigError``, missing files and data-file errors
     pass as they are. Every entry point builds inside it (``trainlab.train``, ``trainlab.eval``)."""
-    from trainlab.data.files import DataFileError
+    from trainlab.errors import DataFileError
 
     try:
         yield

@@ -2,7 +2,7 @@
 
 :mod:`trainlab.console` maps them to exit codes, the same way for every console script:
 
-* :class:`ConfigError` (and ``FileNotFoundError``, ``trainlab.data.files.DataFileError``): the command line, a
+* :class:`ConfigError` (and ``FileNotFoundError``, :class:`DataFileError`): the command line, a
   setting or a file is unusable. One line naming the setting, the value and what is allowed; exit 2; nothing of
   the run written.
 * :class:`RunInterrupted`: a signal stopped training after its state was saved; exit ``128 + signal``.
@@ -51,3 +51,7 @@ def refusal(prog: str, message: object) -> str:
     if len(lines) == 2 and lines[0].endswith("nothing was run:") and lines[1].startswith("  "):
         return f"{prog}: {lines[1].strip()}; nothing was run"
     return f"{prog}: " + "\n".join(lines)
+
+
+class DataFileError(ValueError):
+    """A data file exists but is not what it should be (truncated, another format, wrong shapes)."""

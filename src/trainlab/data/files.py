@@ -51,6 +51,7 @@ from trainlab.data.datamodule import (
     NumWorkers,
     SplitSeed,
 )
+from trainlab.errors import DataFileError  # noqa: F401 - raised here; importable from here as before
 from trainlab.settings import Setting, checked
 
 #: where the Debian/Ubuntu package ``dataset-fashion-mnist`` installs the four gzipped IDX files
@@ -84,10 +85,6 @@ _IDX_DTYPES: dict[int, np.dtype] = {
 # --------------------------------------------------------------------------------------------------------------------
 # file lookup
 # --------------------------------------------------------------------------------------------------------------------
-
-
-class DataFileError(ValueError):
-    """A data file exists but is not what it should be (truncated, another format, wrong shapes)."""
 
 
 def resolve(directory: Path, name: str) -> Path | None:
