@@ -167,6 +167,34 @@ def test_a_user_model_with_an_argument_of_its_own_trains_under_the_default_confi
     assert state["net.temperature"].item() == 3.0  # its own argument reached it
     assert state["net.body.1.weight"].shape == (32, 64)  # input_shape [1, 8, 8] flattened
 
+    # the user's code not on PYTHONPATH: one line naming the module, exit 2, no run directory, for both scripts
+    for script, args in (
+        ("trainlab-train", ["model=tiny", f"hydra.searchpath=[file://{configs}]", f"hydra.run.dir={tmp_path}/no"]),
+        ("trainlab-eval", [f"ckpt_path={run_dir}/checkpoints/last.ckpt", f"hydra.run.dir={tmp_path}/no"]),
+    ):
+        line = refused_line(script, args, tmp_path)
+        assert "model._target_=user_model.Tiny: no module named 'user_model' on the Python path" in line, line
+        assert not (tmp_path / "no").exists()
+
+
+def refused_line(script: str, args: list[str], cwd: Path) -> str:
+    """The one line ``script args`` is refused with (exit 2, no traceback)."""
+    import subprocess
+
+    from tests.conftest import BIN
+
+    proc = subprocess.run(
+        [str(BIN / script), *args],
+        cwd=cwd,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stdout[-2000:] + proc.stderr[-3000:]
+    (line,) = proc.stderr.strip().splitlines()
+    return line
+
 
 def test_a_plain_lightning_datamodule_trains_under_the_default_config(tmp_path, user_project) -> None:
     from sklearn.datasets import load_digits

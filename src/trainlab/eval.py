@@ -99,6 +99,12 @@ def read_members(cfg: DictConfig) -> tuple[list[str], list[dict[str, Any]]]:
             raise FileNotFoundError(f"{err}{where}") from None
         except ValueError as err:
             raise ConfigError(f"{err}{where}") from None
+    from trainlab.validate import target_problems
+
+    for path, config in zip(paths, configs, strict=True):  # the classes it was trained with must be importable here
+        problems = target_problems(OmegaConf.create(config))
+        if problems:
+            raise ConfigError(f"ckpt_path={path}: " + "; ".join(problems))
     return paths, configs
 
 

@@ -42,6 +42,33 @@ def declared_settings(cfg: DictConfig) -> dict[str, Declared]:
     return found
 
 
+def target_problems(cfg: DictConfig) -> list[str]:
+    """Every ``_target_`` whose module is not on the Python path (found without importing it): a user's class whose
+    code is not on ``PYTHONPATH`` is named now, not with a traceback after the run directory was made."""
+    import importlib.util
+
+    problems = []
+    for path, target in _targets(cfg):
+        module = target.rpartition(".")[0]
+        top = module.split(".")[0]
+        try:
+            found = bool(module) and importlib.util.find_spec(top) is not None
+        except (ImportError, ValueError):
+            found = False
+        if not found:
+            problems.append(
+                f"{path}._target_={target}: no module named {top!r} on the Python path; put the directory that holds "
+                f"it on PYTHONPATH (PYTHONPATH=<that directory> {_script()} ...)"
+            )
+    return problems
+
+
+def _script() -> str:
+    import sys
+
+    return Path(sys.argv[0]).name if sys.argv and sys.argv[0] else "trainlab-train"
+
+
 def _targets(node: Any, path: str = "", depth: int = 0) -> list[tuple[str, str]]:
     """``(dotted path, class path)`` of every node of the config that names a ``_target_`` (Hydra's own keys aside)."""
     if not isinstance(node, DictConfig) or depth > 6:
@@ -81,7 +108,7 @@ def validate(cfg: DictConfig) -> None:
     :data:`trainlab.combinations.COMBINATIONS` (the one table of rules that depend on two settings)."""
     from trainlab.combinations import combination_problems
 
-    problems = []
+    problems = target_problems(cfg)
     bad = set()
     settings = declared_settings(cfg)
     for key, setting in settings.items():
