@@ -9,7 +9,7 @@ import sys
 import pytest
 import yaml
 
-from .conftest import read_metrics, run_cli
+from .conftest import BIN, read_metrics, run_cli
 
 QUIET = ["trainer.enable_progress_bar=false", "extras.print_config=false"]
 
@@ -85,6 +85,14 @@ def test_module_entry_points_and_eval_equals_train(tmp_path):
     evaluated = read_metrics(eval_dir)
     assert evaluated["test/acc"] == pytest.approx(trained["test/acc"], abs=1e-7)
     assert evaluated["test/loss"] == pytest.approx(trained["test/loss"], rel=1e-6)
+
+    # the run's directory stands for its best checkpoint; its checkpoints/ folder is refused with the files it holds
+    run_cli(["trainlab-eval", f"ckpt_path={run_dir}", "hydra.run.dir=eval_of_dir"], cwd=tmp_path)
+    assert read_metrics(tmp_path / "eval_of_dir")["test/acc"] == pytest.approx(trained["test/acc"], abs=1e-7)
+    proc = subprocess.run(
+        [str(BIN / "trainlab-eval"), f"ckpt_path={run_dir}/checkpoints"], cwd=tmp_path, capture_output=True, text=True
+    )
+    assert proc.returncode == 2 and "is a directory of checkpoints (" in proc.stderr and "last.ckpt" in proc.stderr
 
 
 def test_multirun_gives_each_job_its_own_directory(tmp_path):

@@ -28,13 +28,15 @@ log = logging.getLogger("trainlab")
 
 #: what ckpt_path takes, said whenever it is refused
 CKPT_PATH_TAKES = (
-    "ckpt_path takes a .ckpt file written by trainlab-train, a list [a.ckpt,b.ckpt] or a multirun directory"
+    "ckpt_path takes a .ckpt file written by trainlab-train, a list [a.ckpt,b.ckpt], a run directory (its best "
+    "checkpoint) or a multirun directory"
 )
 
 
 def member_paths(ckpt_path: Any) -> list[str]:
-    """The checkpoint files that ``ckpt_path`` names: one file, a list of files, or a multirun directory (the best
-    checkpoint of every job, as its metrics.json records it). Raises :class:`ConfigError` when it names none."""
+    """The checkpoint files that ``ckpt_path`` names: one file, a list of files, a run directory (its best
+    checkpoint) or a multirun directory (the best checkpoint of every job, as its metrics.json records it). Raises
+    :class:`ConfigError` when it names none."""
     from trainlab.validate import ConfigError
 
     if isinstance(ckpt_path, (list, tuple, ListConfig)):
@@ -55,9 +57,26 @@ def member_paths(ckpt_path: Any) -> list[str]:
             if isinstance(facts, dict) and facts.get("best_ckpt"):
                 paths.append(str(facts["best_ckpt"]))
         if not paths:
+            held = sorted(p.name for p in path.glob("*.ckpt"))
+            if (path / "metrics.json").is_file():  # one run's directory: its best checkpoint, as its metrics say
+                return [_best_of(path)]
+            if held:
+                raise FileNotFoundError(
+                    f"ckpt_path={str(path)!r} is a directory of checkpoints ({', '.join(held)}): give one of them, "
+                    f"e.g. ckpt_path={path / held[-1]}; {CKPT_PATH_TAKES}"
+                )
             raise FileNotFoundError(f"ckpt_path={str(path)!r}: no job directory with a best checkpoint in metrics.json")
         return paths
     return [str(path)]
+
+
+def _best_of(run_dir: Path) -> str:
+    """The best checkpoint a run's metrics.json names, else ``<run>/checkpoints/last.ckpt``."""
+    try:
+        best = json.loads((run_dir / "metrics.json").read_text()).get("best_ckpt")
+    except (OSError, ValueError, AttributeError):
+        best = None
+    return str(best or run_dir / "checkpoints" / "last.ckpt")
 
 
 def saved_config(path: str, trusted: bool = False) -> dict[str, Any]:
