@@ -236,6 +236,9 @@ def test_a_user_models_declared_settings_are_checked_before_the_run_and_when_bui
     assert "Traceback" not in proc.stdout + proc.stderr and not run_dir.exists()
     (line,) = proc.stderr.strip().splitlines()
     assert line == "trainlab-train: model.temperature=0: the softmax temperature must be a number > 0; nothing was run"
+    # a typo in a nested key of the user's config is explained as for trainlab's own (not Hydra's traceback-like text)
+    typo = refused_line("trainlab-train", ["model=tiny", "model.tempreature=2", args[-1]], tmp_path)
+    assert "model.tempreature=2: 'tempreature' is not a setting of model; did you mean 'temperature'?" in typo
 
     probe = (
         "import sys; from trainlab.settings import declared; d = declared('user_model.Tiny'); "

@@ -500,16 +500,19 @@ def explain_override_error(args: Sequence[str], config_name: str = "train") -> s
     from hydra.errors import ConfigCompositionException, OverrideParseException
 
     command_line = parse_command_line(args, config_name)
-    if command_line is None or command_line.check_skipped or command_line.config_dirs != (CONFIG_DIR,):
-        return None  # Hydra's parser refused it, or other configs: Hydra's own message stands
+    if command_line is None or command_line.check_skipped or command_line.config_dirs[0] != CONFIG_DIR:
+        return None  # Hydra's parser refused it, or other configs (-cd, -cp): Hydra's own message stands
     config_name = command_line.config_name
-    groups = config_groups()
+    groups = config_groups(command_line.config_dirs)  # with those of hydra.searchpath=[file://...]
     plain = []
     try:
         overrides = OverridesParser.create().parse_overrides(list(command_line.overrides))
     except OverrideParseException:
         return None
     for override in overrides:
+        if override.key_or_group == "hydra.searchpath":  # the user's configs compose with ours
+            plain.append(override.input_line)
+            continue
         if override.key_or_group.startswith("hydra"):
             continue
         if isinstance(override._value, Glob):  # the first option it matches (a sweep composes like its first job)
