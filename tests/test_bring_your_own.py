@@ -261,10 +261,14 @@ def test_a_user_models_declared_settings_are_checked_before_the_run_and_when_bui
         sys.modules.pop("user_model", None)
 
 
-def test_the_rules_of_trainlabs_own_classes_do_not_judge_a_users_class(make_cfg) -> None:
+def test_the_rules_of_trainlabs_own_classes_do_not_judge_a_users_class(make_cfg, tmp_path, monkeypatch) -> None:
     """model.pool must be max/avg/none for trainlab's CNN; a user's network with a `pool` of its own is not refused."""
     from trainlab.errors import ConfigError
     from trainlab.validate import validate
+
+    (tmp_path / "user_model.py").write_text("class Net:\n    def __init__(self, pool='sum', hidden=0, **kw): ...\n")
+    (tmp_path / "user_data.py").write_text("class Loader:\n    def __init__(self, batch_size=0, **kw): ...\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
 
     with pytest.raises(ConfigError, match=r"model\.pool='sum': the CNN's pooling must be one of max, avg, none"):
         validate(make_cfg("model=cnn", "model.pool=sum"))

@@ -194,3 +194,16 @@ def test_the_reader_resolves_aliases_imports_and_unpacked_bounds(tmp_path, monke
         "width": ("int", "an integer >= 1"),
     }
     assert "userpkg.net" not in sys.modules and "userpkg.kinds" not in sys.modules
+
+
+def test_a_key_the_class_does_not_take_is_refused_before_the_run(make_cfg) -> None:
+    """A class that declares its settings is read whole: a key its constructor (or the base it passes ``**kwargs``
+    on to) does not take is named with a suggestion; the data config's own declarations are not keys of that kind."""
+    from trainlab.validate import unknown_key_problems
+
+    assert unknown_key_problems(make_cfg()) == []  # num_classes/input_shape of data: declarations, not arguments
+    (problem,) = unknown_key_problems(make_cfg("+model.wdth=3"))
+    assert problem.startswith("model.wdth=3: trainlab.models.mlp.MLP has no setting 'wdth'; did you mean 'width'?")
+    (problem,) = unknown_key_problems(make_cfg("data=fashion_mnist", "+data.val_sise=10"))
+    assert "FashionMNISTDataModule has no setting 'val_sise'; did you mean 'val_size'?" in problem
+    assert unknown_key_problems(make_cfg("+optimizer.foo=1")) == []  # torch's: checked against torch itself

@@ -326,6 +326,33 @@ class _Module:
                 found[arg.arg] = declared
         return found, args.kwarg is not None
 
+    def parameters(self, function: ast.FunctionDef) -> tuple[list[str], bool]:
+        """The keyword parameters of ``function`` (``self`` aside) and whether it takes ``**kwargs``."""
+        args = function.args
+        names = [a.arg for a in [*args.posonlyargs, *args.args, *args.kwonlyargs] if a.arg not in ("self", "cls")]
+        return names, args.kwarg is not None
+
+    def class_parameters(self, node: ast.ClassDef, depth: int = 0) -> list[str] | None:
+        """What a class's constructor takes, through the bases it passes ``**kwargs`` on to; None when some of that
+        is not readable here (a library's base class, ``*args``)."""
+        init = next((n for n in node.body if isinstance(n, ast.FunctionDef) and n.name == "__init__"), None)
+        own, passes_on = self.parameters(init) if init is not None else ([], True)
+        if not passes_on:
+            return own
+        if depth > 8 or not node.bases:
+            return None if init is None or node.bases else own
+        found = list(own)
+        for base in node.bases:
+            name = base.id if isinstance(base, ast.Name) else None
+            located = self.lookup(name) if name else None
+            if located is None or not isinstance(located[1], ast.ClassDef):
+                return None
+            inherited = located[0].class_parameters(located[1], depth + 1)
+            if inherited is None:
+                return None
+            found += [n for n in inherited if n not in found]
+        return found
+
     def class_settings(self, node: ast.ClassDef, depth: int = 0) -> dict[str, Declared]:
         """The declared settings of a class's constructor; an inherited one (no ``__init__`` of its own, or one that
         passes ``**kwargs`` on) is read from the base classes this reader can find."""
@@ -435,3 +462,24 @@ def module_settings(module: str) -> dict[str, Declared]:
     if not isinstance(table, Mapping):
         return {}
     return {key: d for key, annotation in table.items() if (d := declaration(annotation)) is not None}
+
+
+@functools.cache
+def parameters(target: str) -> tuple[str, ...] | None:
+    """The settings ``target`` (a class or function) takes, read from its source (nothing imported); None when they
+    cannot all be read there (a library's class, ``**kwargs`` passed to one)."""
+    if target in _library_classes():
+        return None
+    module, _, name = target.rpartition(".")
+    source = _source(module) if module else None
+    found = source.lookup(name) if source is not None else None
+    if found is None:
+        return None
+    where, node = found
+    if isinstance(node, ast.ClassDef):
+        params = where.class_parameters(node)
+        return None if params is None else tuple(params)
+    if isinstance(node, ast.FunctionDef):
+        names, takes_any = where.parameters(node)
+        return None if takes_any else tuple(names)
+    return None

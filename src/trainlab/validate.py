@@ -27,7 +27,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from trainlab import CONFIG_DIR
 from trainlab.errors import ConfigError
-from trainlab.settings import Declared, declared, module_settings
+from trainlab.settings import Declared, declared, library_declared, module_settings, parameters
 
 #: the module whose ``SETTINGS`` declares the run's own settings (``seed``, ``train``, ``extras.*``...)
 RUN_SETTINGS = "trainlab.console"
@@ -63,10 +63,41 @@ def target_problems(cfg: DictConfig) -> list[str]:
     return problems
 
 
+#: the keys of a ``_target_`` node that Hydra reads itself
+HYDRA_KEYS = frozenset({"_target_", "_partial_", "_recursive_", "_convert_", "_args_"})
+#: the data config's declarations, for the other configs to read; a data module need not take them
+DATA_DECLARATIONS = ("num_classes", "input_shape")
+
+
+def unknown_key_problems(cfg: DictConfig) -> list[str]:
+    """Every key of a ``_target_`` node that its class does not take (``+data.foo=1``), read from the class's
+    source, for the classes that declare their settings (:mod:`trainlab.settings`): a library's class is checked
+    later, against the library itself (:mod:`trainlab.library_settings`); any other class, when it is built."""
+    problems = []
+    for path, target in _targets(cfg):
+        if not set(declared(target)) - set(library_declared(target)):
+            continue
+        params = parameters(target)
+        node = OmegaConf.select(cfg, path, default=None, throw_on_resolution_failure=False)
+        if params is None or not isinstance(node, DictConfig):
+            continue
+        for key in (str(k) for k in node.keys()):
+            if key in HYDRA_KEYS or key in params or (path == "data" and key in DATA_DECLARATIONS):
+                continue
+            value = OmegaConf.select(node, key, default=None, throw_on_resolution_failure=False)
+            close = difflib.get_close_matches(key, params, n=1, cutoff=0.6)
+            hint = f"; did you mean '{close[0]}'?" if close else ""
+            problems.append(
+                f"{path}.{key}={value}: {target} has no setting '{key}'{hint}; its settings are {', '.join(params)}"
+            )
+    return problems
+
+
 def _script() -> str:
     import sys
 
-    return Path(sys.argv[0]).name if sys.argv and sys.argv[0] else "trainlab-train"
+    name = Path(sys.argv[0]).name if sys.argv and sys.argv[0] else ""
+    return name if name.startswith("trainlab") else "trainlab-train"
 
 
 def _targets(node: Any, path: str = "", depth: int = 0) -> list[tuple[str, str]]:
@@ -108,7 +139,7 @@ def validate(cfg: DictConfig) -> None:
     :data:`trainlab.combinations.COMBINATIONS` (the one table of rules that depend on two settings)."""
     from trainlab.combinations import combination_problems
 
-    problems = target_problems(cfg)
+    problems = target_problems(cfg) + unknown_key_problems(cfg)
     bad = set()
     settings = declared_settings(cfg)
     for key, setting in settings.items():
