@@ -430,6 +430,16 @@ def library_declared(target: str) -> dict[str, Declared]:
     return {key: d for key, annotation in table.items() if (d := declaration(annotation)) is not None}
 
 
+def _definition(target: str) -> tuple[_Module, ast.AST] | None:
+    """Where ``target`` is defined (its module's source, the class or function node); None for a library's class
+    itself (nothing of its source is ours) or when it is not found."""
+    if target in _library_classes():
+        return None
+    module, _, name = target.rpartition(".")
+    source = _source(module) if module else None
+    return source.lookup(name) if source is not None else None
+
+
 @functools.cache
 def declared(target: str) -> dict[str, Declared]:
     """The declared settings of ``target`` (``package.module.Class`` or ``.function``), read from its source with
@@ -437,11 +447,7 @@ def declared(target: str) -> dict[str, Declared]:
     class (:func:`library_declared`). Empty when the source is not found.
     """
     library = library_declared(target)
-    if target in _library_classes():  # a library's class itself: nothing of its source is ours
-        return library
-    module, _, name = target.rpartition(".")
-    source = _source(module) if module else None
-    found = source.lookup(name) if source is not None else None
+    found = _definition(target)
     if found is None:
         return library
     where, node = found
@@ -468,11 +474,7 @@ def module_settings(module: str) -> dict[str, Declared]:
 def parameters(target: str) -> tuple[str, ...] | None:
     """The settings ``target`` (a class or function) takes, read from its source (nothing imported); None when they
     cannot all be read there (a library's class, ``**kwargs`` passed to one)."""
-    if target in _library_classes():
-        return None
-    module, _, name = target.rpartition(".")
-    source = _source(module) if module else None
-    found = source.lookup(name) if source is not None else None
+    found = _definition(target)
     if found is None:
         return None
     where, node = found
